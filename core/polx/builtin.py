@@ -1,0 +1,42 @@
+"""Core's own hook implementations: the registry-backed fallbacks every plugin can rely on.
+
+They run last (``trylast``), so a plugin that implements a hook itself wins; a plugin that only
+registers components gets head construction, loss and sampling dispatch from here, and its
+loggers get failure isolation from ``log_metrics`` below.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from polx import hookimpl
+
+
+class CorePlugin:
+    def __init__(self, registry: Any):
+        self.registry = registry
+
+    @hookimpl(trylast=True)
+    def build_head(self, name: str, config: Any, spec: Any) -> Any:
+        return self.registry.get("head", name).build(config, spec)
+
+    @hookimpl(trylast=True)
+    def compute_loss(self, objective: Any, head: Any, batch: dict) -> Any:
+        return objective.compute_loss(head, batch)
+
+    @hookimpl(trylast=True)
+    def sample(self, objective: Any, head: Any, cond: Any, num_steps: Any, generator: Any) -> Any:
+        return objective.sample(head, cond, num_steps, generator)
+
+    @hookimpl
+    def log_metrics(self, run: Any, step: int, metrics: dict, images: dict) -> None:
+        """Forward to each logger the run activated; one that raises warns once and is dropped."""
+        for name, logger in list(run.loggers.items()):
+            if name in run.failed_loggers:
+                continue
+            try:
+                logger.log(step, metrics, images)
+            except Exception as exc:  # a logger's failure is reported, never fatal
+                run.failed_loggers.add(name)
+                warnings.warn(f"logger {name!r} failed and is skipped from now on: {type(exc).__name__}: {exc}", stacklevel=2)

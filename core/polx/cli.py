@@ -1,0 +1,269 @@
+"""The ``polx`` command line. Nothing here imports torch at module load: ``polx --help`` and
+``polx plugins list`` stay fast, and heavy work is imported inside the command that needs it.
+
+Exit codes: 0 success; 2 bad user input (unknown names, bad config, missing paths); 1 a plugin
+or runtime failure (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from polx import __version__
+from polx.errors import PolxError, UserInputError
+
+_DEBUG_ENV = "POLX_DEBUG"
+
+
+class PolxGroup(click.Group):
+    """Turns polx errors into one clear line and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except UserInputError as exc:
+            _maybe_traceback()
+            raise click.UsageError(str(exc)) from None
+        except PolxError as exc:
+            _maybe_traceback()
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # a plugin or runtime failure: message, not traceback
+            _maybe_traceback()
+            click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
+            if not _debug():
+                click.echo("(run with polx --debug ... for the traceback)", err=True)
+            ctx.exit(1)
+
+
+def _debug() -> bool:
+    return os.environ.get(_DEBUG_ENV) == "1"
+
+
+def _maybe_traceback() -> None:
+    if _debug():
+        traceback.print_exc()
+
+
+def _plugins() -> Any:
+    from polx.plugins import load_plugins
+
+    return load_plugins()
+
+
+def _complete(kind: str):
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        try:
+            return [n for n in _plugins().registry.names(kind) if n.startswith(incomplete)]
+        except Exception:
+            return []
+
+    return complete
+
+
+@click.group(cls=PolxGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="polx")
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def main(debug: bool) -> None:
+    """polx: train and evaluate action-chunk generative visuomotor policies.
+
+    \b
+    Quick start:
+      polx plugins list                              what is installed
+      polx train --head imf_attnres --env pusht      train, roll out, checkpoint
+      polx eval --checkpoint runs/.../checkpoints/latest.ckpt
+      polx plot runs/<date>/<run>                    training curves as a PNG
+
+    Heads, objectives, loggers and environments are plugins (pip install polx-plugin-*).
+    """
+    if debug:
+        os.environ[_DEBUG_ENV] = "1"
+
+
+# ---------------------------------------------------------------------------------------------
+# plugins
+
+
+@main.group()
+def plugins() -> None:
+    """Inspect installed plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array only (for scripts).")
+def plugins_list(as_json: bool) -> None:
+    """List plugins: version, hooks, components by kind, and status or error.
+
+    Environment: POLX_DISABLE_PLUGINS=a,b skips plugins; POLX_STRICT_PLUGINS=1 makes a broken
+    plugin an error instead of a row marked broken.
+    """
+    loaded = _plugins()
+    rows = [info.as_dict() for info in loaded.infos]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no plugins installed (pip install polx-plugin-...)")
+        return
+    headers = ["plugin", "version", "status", "components", "hooks"]
+    table = []
+    for r in rows:
+        comps = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in r["components"].items()) or "-"
+        status = r["status"] if r["status"] != "broken" else f"broken: {r['error']}"
+        hooks = ", ".join(h for h in r["hooks"]) or "-"
+        table.append([r["name"], r["version"] or "-", status, comps, hooks])
+    widths = [max(len(str(row[i])) for row in [headers] + table) for i in range(len(headers))]
+    widths[-1] = 0
+    fmt = lambda row: "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()  # noqa: E731
+    click.echo(fmt(headers))
+    click.echo(fmt(["-" * max(w, 5) for w in widths[:-1]] + ["-----"]))
+    for row in table:
+        click.echo(fmt(row))
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.option("--head", shell_complete=_complete("head"), help="Network head, e.g. imf_attnres or ddpm_transformer.")
+@click.option("--env", shell_complete=_complete("env"), help="Environment, e.g. pusht or roboimi.")
+@click.option("--objective", shell_complete=_complete("objective"), help="Training objective (default: the head's own).")
+@click.option("--dataset", type=click.Path(path_type=Path), help="Zarr replay buffer (default: the env's cached expert demos).")
+@click.option("--config", "config_files", multiple=True, type=click.Path(path_type=Path), help="YAML or TOML config file (repeatable).")
+@click.option("--logger", "loggers", multiple=True, shell_complete=_complete("logger"), help="Extra logger (repeatable): swanlab, wandb; 'none' turns all off, json included.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Root of run directories.")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue the run in this directory from its latest checkpoint.")
+@click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def train(
+    head: str | None,
+    env: str | None,
+    objective: str | None,
+    dataset: Path | None,
+    config_files: tuple[Path, ...],
+    loggers: tuple[str, ...],
+    out: Path,
+    resume_dir: Path | None,
+    print_config: bool,
+    overrides: tuple[str, ...],
+) -> None:
+    """Train a policy, evaluate it by rollouts, log and checkpoint.
+
+    \b
+    Config sources, later wins: defaults, env preset, head preset, --config FILE, KEY=VALUE.
+    Examples:
+      polx train --head imf_attnres --env pusht
+      polx train --head imf_attnres --env pusht train.max_steps=50000 head.n_emb=384
+      polx train --head ddpm_transformer --env pusht --dataset data/pusht_cchi_v7_replay.zarr
+      polx train --resume runs/2026-01-01/12-00-00_imf_attnres_pusht train.max_steps=20000
+    Common keys: train.max_steps train.batch_size train.lr train.device (auto|cpu|cuda)
+    eval.rollout_every eval.n_test policy.horizon head.n_emb (see --print-config for all).
+    """
+    from polx.runs import prepare_training
+
+    plan = prepare_training(
+        _plugins(),
+        head=head,
+        env=env,
+        objective=objective,
+        dataset=dataset,
+        config_files=config_files,
+        loggers=loggers,
+        out=out,
+        resume_dir=resume_dir,
+        overrides=overrides,
+        argv=sys.argv,
+    )
+    if print_config:
+        click.echo(plan.config.to_yaml(), nl=False)
+        return
+    from polx.train.trainer import run_training
+
+    run_training(plan)
+
+
+# ---------------------------------------------------------------------------------------------
+# eval
+
+
+@main.command("eval")
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A .ckpt written by polx train.")
+@click.option("--episodes", type=click.IntRange(min=1), help="Test episodes (default: the run's eval.n_test).")
+@click.option("--seed", type=int, help="First test seed (default: the run's eval.test_start_seed, 100000).")
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory (default: <run>/eval/<time>).")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def eval_cmd(checkpoint: Path, episodes: int | None, seed: int | None, out: Path | None, overrides: tuple[str, ...]) -> None:
+    """Roll out a checkpoint with its saved config; print metrics, write metrics.json and PNGs."""
+    from polx.eval.evaluate import evaluate_checkpoint
+
+    evaluate_checkpoint(_plugins(), checkpoint, episodes=episodes, seed=seed, out=out, overrides=overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+@main.group()
+def data() -> None:
+    """Create and inspect demonstration datasets (zarr replay buffers)."""
+
+
+@data.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+def data_info(path: Path) -> None:
+    """Episodes, steps, episode-length stats, and every array's shape and dtype."""
+    from polx.data.replay_buffer import ReplayBuffer, describe
+
+    click.echo(describe(ReplayBuffer.open(path)))
+
+
+@data.command("generate")
+@click.option("--env", required=True, shell_complete=_complete("env"), help="Environment whose expert makes the demos.")
+@click.option("--episodes", required=True, type=click.IntRange(min=1), help="How many episodes to write.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Zarr store to create (must not exist).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first episode.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@click.option("--keep-all", is_flag=True, help="Keep failed episodes too (default: successful ones only).")
+@click.argument("overrides", nargs=-1, metavar="[env.KEY=VALUE]...")
+def data_generate(env: str, episodes: int, out: Path, seed: int, workers: int, keep_all: bool, overrides: tuple[str, ...]) -> None:
+    """Write expert demonstrations in the replay-buffer layout."""
+    from polx.runs import build_env_adapter
+
+    if out.exists():
+        raise UserInputError(f"--out {str(out)!r} already exists; choose a new path (nothing was written)")
+    adapter = build_env_adapter(_plugins(), env, overrides)
+    summary = adapter.generate_demos(out, episodes, seed=seed, workers=workers, keep_all=keep_all, progress=True)
+    click.echo(json.dumps(summary))
+
+
+# ---------------------------------------------------------------------------------------------
+# plot
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--metric", "metrics", multiple=True, help="Metric to plot (repeatable; default: train_loss, lr, test_mean_score).")
+@click.option("--out", type=click.Path(path_type=Path), help="PNG path (default: RUN_DIR/media/curves.png).")
+def plot(run_dir: Path, metrics: tuple[str, ...], out: Path | None) -> None:
+    """Training curves from RUN_DIR/logs.json.txt as a PNG."""
+    from polx.plot import plot_run
+
+    path = plot_run(run_dir, metrics=list(metrics) or None, out=out)
+    click.echo(str(path))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,133 @@
+"""What each kind of component is: the small protocols core relies on. No torch import here.
+
+A plugin registers, for each component, a config class and a factory (see ``hookspecs``):
+
+========== ================================ =========================================
+kind       factory signature                 returns
+========== ================================ =========================================
+head       ``factory(config, spec)``         ``torch.nn.Module`` (``HeadModule``)
+objective  ``factory(config)``               an ``Objective``
+env        ``factory(config)``               an ``EnvAdapter``
+logger     ``factory(config, run)``          a ``Logger``
+========== ================================ =========================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
+
+import attrs
+
+if TYPE_CHECKING:  # pragma: no cover
+    import gymnasium
+    import numpy as np
+    import torch
+
+KINDS = ("head", "objective", "env", "logger")
+
+
+@attrs.define(frozen=True, kw_only=True)
+class ObsActionSpec:
+    """Shapes a head is built for. The condition has one ``cond_dim`` vector per observation step."""
+
+    action_dim: int
+    horizon: int
+    n_obs_steps: int
+    cond_dim: int
+
+
+@runtime_checkable
+class HeadModule(Protocol):
+    """A head is a ``torch.nn.Module`` with these two members (its ``forward`` is its own)."""
+
+    spec: ObsActionSpec
+
+    def get_optim_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW parameter groups; every parameter in exactly one group."""
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """A training objective and its sampler, working on normalized action chunks."""
+
+    name: str
+    config: Any
+    #: steps ``sample`` uses when asked for ``num_steps=None``
+    default_num_steps: int
+
+    def compute_loss(self, head: "torch.nn.Module", batch: dict) -> "tuple[torch.Tensor, dict]":
+        """Scalar loss and a dict of float metrics; see ``hookspecs.compute_loss`` for ``batch``."""
+
+    def sample(
+        self,
+        head: "torch.nn.Module",
+        cond: "torch.Tensor",
+        num_steps: int | None,
+        generator: "torch.Generator | None",
+    ) -> "torch.Tensor":
+        """Normalized chunk (B, head.spec.horizon, head.spec.action_dim)."""
+
+
+@runtime_checkable
+class Logger(Protocol):
+    """A metrics sink. Images arrive as paths of PNG files."""
+
+    def log(self, step: int, metrics: Mapping[str, float], images: Mapping[str, str]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class EnvAdapter(Protocol):
+    """Everything polx needs to know about one environment. Must be picklable (rollout workers).
+
+    ``shape_meta`` names the policy's observation keys and the action shape::
+
+        {"obs": {"image": {"shape": [3, 96, 96], "type": "rgb"},
+                 "agent_pos": {"shape": [2], "type": "low_dim"}},
+         "action": {"shape": [2]}}
+
+    Observations returned by ``make_env()`` envs are dicts with exactly those keys (images CHW
+    float32 in [0, 1], low-dim float32); ``dataset_obs`` turns a replay buffer's arrays into the
+    same keys, so training data and rollouts agree.
+    """
+
+    name: str
+    shape_meta: dict
+
+    def make_env(self) -> "gymnasium.Env": ...
+
+    def dataset_obs(self, data: Mapping[str, "np.ndarray"]) -> dict[str, "np.ndarray"]:
+        """Whole-dataset conversion: raw ``data/<key>`` arrays -> ``{obs_key: (N, ...), "action": (N, A)}``."""
+
+    def default_dataset(self, progress: bool = True) -> Path:
+        """A cached demonstration dataset, generated on first use (announced, with progress)."""
+
+    def generate_demos(
+        self, out: Path, episodes: int, seed: int = 0, workers: int = 1, keep_all: bool = False, progress: bool = True
+    ) -> dict:
+        """Write ``episodes`` expert demonstrations to a zarr replay buffer at ``out``; returns a summary dict."""
+
+
+@attrs.define(kw_only=True)
+class Episode:
+    """One rollout, as handed to ``render_trajectory``."""
+
+    seed: int
+    actions: "np.ndarray"  # (T, A): the actions actually executed, step by step
+    rewards: "np.ndarray"  # (T,)
+    infos: list[dict] = attrs.field(factory=list)
+    index: int = 0  # episode number within its rollout batch
+
+
+@attrs.define(kw_only=True)
+class Run:
+    """The active run, as loggers and ``log_metrics`` implementations see it."""
+
+    dir: Path
+    name: str
+    config: dict  # the resolved config as plain data (no secrets)
+    loggers: dict[str, Any] = attrs.field(factory=dict)  # name -> Logger instance
+    failed_loggers: set[str] = attrs.field(factory=set)  # loggers that raised once, now skipped
+    resumed: bool = False

@@ -1,0 +1,440 @@
+"""Configs: attrs frozen keyword-only classes, one strict cattrs converter, layered sources.
+
+Sources, later wins: class defaults <- env preset <- head preset <- objective preset <-
+``--config FILE`` (YAML or TOML) <- ``KEY=VALUE`` overrides (values parsed as YAML scalars, as
+Hydra users type them). Every problem is reported as one line starting with its dotted path::
+
+    train.max_stepz: unknown key (did you mean train.max_steps?)
+    head.n_emb: expected int, got 'abc'
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import attrs
+import cattrs
+import yaml
+from attrs import define, field
+
+from polx.errors import ConfigError, UserInputError
+
+# ---------------------------------------------------------------------------------------------
+# validators that name the field, the rule and the value (usable by plugins' config classes)
+
+
+def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{attribute.name}: must be > 0, got {value!r}")
+
+
+def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and not value >= 0:
+        raise ValueError(f"{attribute.name}: must be >= 0, got {value!r}")
+
+
+def in_range(lo: float, hi: float) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None and not lo <= value <= hi:
+            raise ValueError(f"{attribute.name}: must be in [{lo}, {hi}], got {value!r}")
+
+    return check
+
+
+def one_of(*choices: Any) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"{attribute.name}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+
+    return check
+
+
+# ---------------------------------------------------------------------------------------------
+# core sections
+
+
+@define(frozen=True, kw_only=True)
+class ComponentsConfig:
+    """Which components the run uses (set by ``--head``/``--env``/``--objective``/``--logger``)."""
+
+    head: str
+    env: str
+    objective: str
+    loggers: tuple[str, ...] = ("json",)
+
+
+@define(frozen=True, kw_only=True)
+class TrainConfig:
+    max_steps: int = field(default=3000, validator=positive)
+    batch_size: int = field(default=64, validator=positive)
+    lr: float = field(default=1e-4, validator=positive)
+    min_lr: float = field(default=0.0, validator=non_negative)
+    weight_decay: float = field(default=1e-3, validator=non_negative)
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = field(default=500, validator=non_negative)
+    grad_clip: float = field(default=1.0, validator=non_negative)  # 0 disables clipping
+    ema: bool = True
+    ema_power: float = field(default=0.75, validator=positive)
+    ema_max: float = field(default=0.9999, validator=in_range(0.0, 1.0))
+    seed: int = 42
+    device: str = field(default="auto")  # auto | cpu | cuda | cuda:N
+    num_workers: int = field(default=0, validator=non_negative)
+    log_every: int = field(default=50, validator=positive)
+    val_every: int = field(default=500, validator=non_negative)  # 0 = never
+    val_batches: int = field(default=4, validator=positive)
+    val_sample_steps: int | None = field(default=None, validator=positive)  # None: objective default
+    checkpoint_every: int = field(default=1000, validator=non_negative)  # 0 = only at the end
+    topk: int = field(default=3, validator=non_negative)
+    progress: bool = True
+
+    @device.validator
+    def _check_device(self, attribute: attrs.Attribute, value: str) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+            raise ValueError(f"device: must be auto, cpu, cuda or cuda:N; got {value!r}")
+
+
+@define(frozen=True, kw_only=True)
+class EvalConfig:
+    rollout_every: int = field(default=1000, validator=non_negative)  # steps; 0 = only at the end
+    at_end: bool = True
+    n_test: int = field(default=50, validator=non_negative)
+    n_train: int = field(default=6, validator=non_negative)
+    test_start_seed: int = 100000
+    train_start_seed: int = 0
+    max_steps: int = field(default=300, validator=positive)
+    n_envs: int = field(default=1, validator=positive)
+    n_vis: int = field(default=4, validator=non_negative)
+    num_steps: int | None = field(default=None, validator=positive)  # sampling steps; None: objective default
+
+
+@define(frozen=True, kw_only=True)
+class PolicyConfig:
+    horizon: int = field(default=16, validator=positive)
+    n_obs_steps: int = field(default=2, validator=positive)
+    n_action_steps: int = field(default=8, validator=positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
+            raise ValueError(
+                f"n_action_steps: n_obs_steps - 1 + n_action_steps must be <= horizon "
+                f"({self.n_obs_steps} - 1 + {self.n_action_steps} > {self.horizon})"
+            )
+
+
+@define(frozen=True, kw_only=True)
+class DataConfig:
+    path: str | None = None  # None: the env's embedded default dataset
+    val_ratio: float = field(default=0.02, validator=in_range(0.0, 0.9))
+    max_train_episodes: int | None = field(default=None, validator=positive)
+    split_seed: int = 42
+    normalizer: str = field(default="limits", validator=one_of("limits", "gaussian"))
+
+
+@define(frozen=True, kw_only=True)
+class EncoderConfig:
+    backbone: str = field(default="resnet18", validator=one_of("resnet18"))
+    shared: bool = False  # one backbone for every camera
+    crop_shape: tuple[int, int] | None = (84, 84)  # random crop at train time, center crop at eval
+    pretrained: str | None = None  # path of a local torchvision state dict; never downloaded
+    group_norm: bool = True
+    feature_dim: int = field(default=512, validator=positive)
+    weight_decay: float = field(default=1e-6, validator=non_negative)
+
+
+CORE_SECTIONS: dict[str, type] = {
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "policy": PolicyConfig,
+    "data": DataConfig,
+    "encoder": EncoderConfig,
+}
+DYNAMIC_SECTIONS = ("head", "objective", "env", "loggers")
+
+
+@define(frozen=True, kw_only=True)
+class RunConfig:
+    """The resolved configuration of a run."""
+
+    components: ComponentsConfig
+    train: TrainConfig
+    eval: EvalConfig
+    policy: PolicyConfig
+    data: DataConfig
+    encoder: EncoderConfig
+    head: Any
+    objective: Any
+    env: Any
+    loggers: dict[str, Any]
+
+    def to_dict(self) -> dict:
+        return _plain(converter.unstructure(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# the converter: strict scalars (3.5 is not an int, "abc" is not a float) and no extra keys
+
+
+class _TypeMismatch(ValueError):
+    pass
+
+
+def _strict(expected: str, ok: Any, convert: Any = lambda v: v) -> Any:
+    def hook(value: Any, _type: Any) -> Any:
+        if not ok(value):
+            raise _TypeMismatch(f"expected {expected}, got {value!r}")
+        return convert(value)
+
+    return hook
+
+
+converter = cattrs.Converter(forbid_extra_keys=True)
+converter.register_structure_hook(int, _strict("int", lambda v: isinstance(v, int) and not isinstance(v, bool)))
+converter.register_structure_hook(
+    float, _strict("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float)
+)
+converter.register_structure_hook(bool, _strict("bool (true/false)", lambda v: isinstance(v, bool)))
+converter.register_structure_hook(str, _strict("string", lambda v: isinstance(v, str)))
+converter.register_unstructure_hook(tuple, list)
+
+
+def _plain(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
+# ---------------------------------------------------------------------------------------------
+# sources
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``head.n_emb=384`` -> (["head", "n_emb"], 384); the value is parsed as a YAML scalar."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+        raise UserInputError(f"bad override {text!r}: expected KEY=VALUE with a dotted key, e.g. train.max_steps=5000")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise UserInputError(f"bad override {text!r}: value is not valid YAML ({exc.problem})") from None
+    return key.split("."), value
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a YAML or TOML config file (by extension) into a nested dict."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserInputError(f"config file {str(p)!r} does not exist")
+    text = p.read_text()
+    try:
+        if p.suffix.lower() == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except Exception as exc:
+        raise UserInputError(f"config file {str(p)!r} could not be parsed: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserInputError(f"config file {str(p)!r} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def deep_merge(base: dict, update: Mapping) -> dict:
+    """A new dict: ``update`` merged into ``base`` recursively (mappings merge, other values replace)."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def set_dotted(tree: dict, path: list[str], value: Any) -> dict:
+    return deep_merge(tree, _nest(path, value))
+
+
+def _nest(path: list[str], value: Any) -> dict:
+    out: Any = value
+    for part in reversed(path):
+        out = {part: out}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# resolution
+
+
+def _defaults(cls: type) -> dict:
+    """The class's defaults as plain data; required fields (no default) are left out."""
+    out = {}
+    for a in attrs.fields(cls):
+        if a.default is attrs.NOTHING:
+            continue
+        default = a.default.factory() if isinstance(a.default, attrs.Factory) else a.default  # type: ignore[attr-defined]
+        out[a.name] = _plain(converter.unstructure(default))
+    return out
+
+
+def _valid_keys(prefix: str, cls: type) -> list[str]:
+    keys = []
+    hints = typing.get_type_hints(cls)
+    for a in attrs.fields(cls):
+        t = hints.get(a.name)
+        if isinstance(t, type) and attrs.has(t):
+            keys += _valid_keys(f"{prefix}{a.name}.", t)
+        else:
+            keys.append(f"{prefix}{a.name}")
+    return keys
+
+
+def _unknown_keys(raw: Mapping, schema: Mapping[str, type | None], prefix: str = "") -> list[str]:
+    """Dotted paths in ``raw`` that no schema class has; schema maps section -> attrs class."""
+    problems = []
+    all_keys: list[str] = []
+    for sec, cls in schema.items():
+        all_keys += _valid_keys(f"{sec}.", cls) if cls is not None else [sec]
+    for path in _leaf_paths(raw):
+        if path in all_keys:
+            continue
+        if any(k.startswith(path + ".") for k in all_keys):
+            problems.append(f"{path}: expected a mapping of options, got a value")
+            continue
+        close = difflib.get_close_matches(path, all_keys, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        problems.append(f"{path}: unknown key{hint}")
+    return problems
+
+
+def _leaf_paths(tree: Mapping, prefix: str = "") -> Iterable[str]:
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _leaf_paths(value, path + ".")  # an empty mapping sets nothing
+        else:
+            yield path
+
+
+def _structure_section(section: str, data: Any, cls: type, problems: list[str]) -> Any:
+    try:
+        return converter.structure(data, cls)
+    except cattrs.ClassValidationError as exc:
+        for line in cattrs.transform_error(exc, path=section, format_exception=_format_exception):
+            msg, _, where = line.rpartition(" @ ")
+            problems.append(f"{where}: {msg}")
+    except (ValueError, TypeError) as exc:  # a validator in the class's __init__ / post-init
+        text = str(exc)
+        name, sep, rest = text.partition(": ")
+        if sep and re.fullmatch(r"\w+", name):
+            problems.append(f"{section}.{name}: {rest}")
+        else:
+            problems.append(f"{section}: {text}")
+    return None
+
+
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, _TypeMismatch):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        return f"unknown keys: {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, (ValueError, TypeError)):
+        name = getattr(type_, "__name__", str(type_))
+        return f"expected {name}, got an invalid value ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def resolve_config(
+    plugins: Any,
+    *,
+    head: str,
+    env: str,
+    objective: str | None = None,
+    loggers: Iterable[str] = ("json",),
+    config_files: Iterable[str | Path] = (),
+    overrides: Iterable[str] = (),
+    base: Mapping | None = None,
+) -> RunConfig:
+    """Resolve the layered configuration; raises ``ConfigError`` listing every problem.
+
+    ``base`` (a saved config.yaml's contents) replaces the defaults and presets: that is how
+    ``--resume`` and ``polx eval`` rebuild a run's exact config before applying new overrides.
+    """
+    reg = plugins.registry
+    head_c = reg.get("head", head)
+    env_c = reg.get("env", env)
+    objective = objective or head_c.default_objective
+    if not objective:
+        raise UserInputError(
+            f"head {head!r} names no default objective; pass --objective (available: {', '.join(reg.names('objective'))})"
+        )
+    obj_c = reg.get("objective", objective)
+    logger_names = tuple(dict.fromkeys(loggers))
+    for name in logger_names:
+        reg.get("logger", name)
+
+    logger_classes = {name: reg.get("logger", name).config_cls for name in reg.names("logger")}
+    schema: dict[str, type | None] = dict(CORE_SECTIONS)
+    schema.update(head=head_c.config_cls, objective=obj_c.config_cls, env=env_c.config_cls)
+    for name, cls in logger_classes.items():
+        schema[f"loggers.{name}"] = cls
+
+    if base is None:
+        tree: dict = {sec: _defaults(cls) for sec, cls in CORE_SECTIONS.items()}
+        tree.update(head=_defaults(head_c.config_cls), objective=_defaults(obj_c.config_cls), env=_defaults(env_c.config_cls))
+        tree["loggers"] = {name: _defaults(cls) for name, cls in logger_classes.items()}
+        for comp in (env_c, head_c, obj_c):
+            tree = deep_merge(tree, comp.preset)
+    else:
+        tree = {k: v for k, v in base.items() if k != "components"}
+        tree["loggers"] = deep_merge({n: _defaults(c) for n, c in logger_classes.items()}, tree.get("loggers") or {})
+
+    for path in config_files:
+        data = load_config_file(path)
+        data.pop("components", None) if isinstance(data.get("components"), Mapping) else None
+        tree = deep_merge(tree, data)
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] == "components":
+            raise UserInputError(f"{'.'.join(keys)}: set components with --head/--env/--objective/--logger")
+        tree = set_dotted(tree, keys, value)
+
+    problems = _unknown_keys(_flatten_loggers(tree), schema)
+    if problems:
+        raise ConfigError(problems)
+
+    sections: dict[str, Any] = {}
+    for sec, cls in CORE_SECTIONS.items():
+        sections[sec] = _structure_section(sec, tree.get(sec, {}), cls, problems)
+    sections["head"] = _structure_section("head", tree.get("head", {}), head_c.config_cls, problems)
+    sections["objective"] = _structure_section("objective", tree.get("objective", {}), obj_c.config_cls, problems)
+    sections["env"] = _structure_section("env", tree.get("env", {}), env_c.config_cls, problems)
+    sections["loggers"] = {
+        name: _structure_section(f"loggers.{name}", (tree.get("loggers") or {}).get(name, {}), cls, problems)
+        for name, cls in logger_classes.items()
+    }
+    if problems:
+        raise ConfigError(problems)
+    components = ComponentsConfig(head=head, env=env, objective=objective, loggers=logger_names)
+    return RunConfig(components=components, **sections)
+
+
+def _flatten_loggers(tree: Mapping) -> dict:
+    """View ``loggers: {swanlab: {...}}`` as a ``loggers.swanlab`` section for key checking."""
+    out = {k: v for k, v in tree.items() if k != "loggers"}
+    loggers = tree.get("loggers") or {}
+    if not isinstance(loggers, Mapping):
+        return {**out, "loggers": loggers}
+    for name, value in loggers.items():
+        out[f"loggers.{name}"] = value
+    return out

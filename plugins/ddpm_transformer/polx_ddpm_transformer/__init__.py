@@ -1,0 +1,3 @@
+"""polx_ddpm_transformer: a polx plugin (see plugin.py for what it registers)."""
+
+__version__ = "0.1.0"

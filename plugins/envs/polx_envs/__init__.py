@@ -1,0 +1,3 @@
+"""polx_envs: a polx plugin (see plugin.py for what it registers)."""
+
+__version__ = "0.1.0"
