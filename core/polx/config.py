@@ -213,6 +213,21 @@ def _plain(obj: Any) -> Any:
 # sources
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-4`` as a string; researchers mean a float (as YAML 1.2 does)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``head.n_emb=384`` -> (["head", "n_emb"], 384); the value is parsed as a YAML scalar."""
     key, sep, raw = text.partition("=")
@@ -220,7 +235,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
         raise UserInputError(f"bad override {text!r}: expected KEY=VALUE with a dotted key, e.g. train.max_steps=5000")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise UserInputError(f"bad override {text!r}: value is not valid YAML ({exc.problem})") from None
     return key.split("."), value
@@ -238,7 +253,7 @@ def load_config_file(path: str | Path) -> dict:
 
             data = tomllib.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = _yaml_load(text)
     except Exception as exc:
         raise UserInputError(f"config file {str(p)!r} could not be parsed: {exc}") from None
     if data is None:
@@ -330,27 +345,27 @@ def _structure_section(section: str, data: Any, cls: type, problems: list[str]) 
     except cattrs.ClassValidationError as exc:
         for line in cattrs.transform_error(exc, path=section, format_exception=_format_exception):
             msg, _, where = line.rpartition(" @ ")
-            problems.append(f"{where}: {msg}")
+            problems.append(_attribute(where, msg))
     except (ValueError, TypeError) as exc:  # a validator in the class's __init__ / post-init
-        text = str(exc)
-        name, sep, rest = text.partition(": ")
-        if sep and re.fullmatch(r"\w+", name):
-            problems.append(f"{section}.{name}: {rest}")
-        else:
-            problems.append(f"{section}: {text}")
+        problems.append(_attribute(section, str(exc)))
     return None
 
 
+def _attribute(where: str, msg: str) -> str:
+    """``head`` + ``n_emb: must be > 0`` -> ``head.n_emb: must be > 0`` (validators name their field)."""
+    name, sep, rest = msg.partition(": ")
+    if sep and re.fullmatch(r"[A-Za-z_]\w*", name):
+        return f"{where}.{name}: {rest}"
+    return f"{where}: {msg}"
+
+
 def _format_exception(exc: BaseException, type_: Any) -> str:
-    if isinstance(exc, _TypeMismatch):
-        return str(exc)
     if isinstance(exc, KeyError):
         return "required key missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         return f"unknown keys: {', '.join(sorted(exc.extra_fields))}"
-    if isinstance(exc, (ValueError, TypeError)):
-        name = getattr(type_, "__name__", str(type_))
-        return f"expected {name}, got an invalid value ({exc})"
+    if isinstance(exc, (_TypeMismatch, ValueError, TypeError)):
+        return str(exc)  # strict hooks and validators already say what was expected and what came
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -360,7 +375,7 @@ def resolve_config(
     head: str,
     env: str,
     objective: str | None = None,
-    loggers: Iterable[str] = ("json",),
+    loggers: Iterable[str] = (),
     config_files: Iterable[str | Path] = (),
     overrides: Iterable[str] = (),
     base: Mapping | None = None,

@@ -105,12 +105,15 @@ def prepare_training(
     else:
         head = require(plugins, "head", head, "--head")
         env = require(plugins, "env", env, "--env")
+        names = logger_names(loggers)
+        if "json" not in loggers and "json" not in plugins.registry.names("logger"):
+            names = tuple(n for n in names if n != "json")  # the default, but its plugin is absent
         config = resolve_config(
             plugins,
             head=head,
             env=env,
             objective=objective,
-            loggers=logger_names(loggers),
+            loggers=names,
             config_files=config_files,
             overrides=overrides,
         )

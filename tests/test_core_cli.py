@@ -1,0 +1,213 @@
+"""Plugin manager and command line, through the real entry-point path.
+
+Fake plugins here are real distributions: a module plus a ``.dist-info`` with ``entry_points.txt``
+on ``sys.path``, so ``importlib.metadata`` finds them exactly as it finds an installed plugin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from polx.cli import main
+from polx.errors import DuplicateComponentError, PluginLoadError
+from polx.plugins import load_plugins
+
+FAKE_COMPONENTS = '''
+from attrs import define, field
+from polx import hookimpl
+from polx.config import positive
+
+@define(frozen=True, kw_only=True)
+class HeadConfig:
+    n_emb: int = field(default=32, validator=positive)
+
+@define(frozen=True, kw_only=True)
+class EnvConfig:
+    obs_type: str = "state"
+
+@define(frozen=True, kw_only=True)
+class ObjectiveConfig:
+    steps: int = 1
+
+@hookimpl
+def register_components(register):
+    register("head", "{head}", HeadConfig, "math:sqrt", help="a fake head", default_objective="{objective}")
+    register("env", "{env}", EnvConfig, "math:sqrt", help="a fake env", preset={{"eval": {{"max_steps": 77}}}})
+    register("objective", "{objective}", ObjectiveConfig, "math:sqrt", help="a fake objective")
+'''
+
+
+def make_dist(root: Path, name: str, source: str, version: str = "1.2.3") -> None:
+    """Write module ``<name>_mod`` and distribution ``<name>`` whose ``polx`` entry point names it."""
+    (root / f"{name}_mod.py").write_text(textwrap.dedent(source))
+    info = root / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[polx]\n{name} = {name}_mod\n")
+
+
+@pytest.fixture
+def fake_env(tmp_path, monkeypatch):
+    """A site dir with a working fake plugin (head 'fakehead', env 'fakeenv') on sys.path."""
+    site = tmp_path / "site"
+    site.mkdir()
+    make_dist(site, "fakeplug", FAKE_COMPONENTS.format(head="fakehead", env="fakeenv", objective="fakeobj"))
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("POLX_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("POLX_STRICT_PLUGINS", raising=False)
+    return site
+
+
+def test_broken_plugin_is_recorded_and_others_keep_working(fake_env):
+    make_dist(fake_env, "brokenplug", "raise RuntimeError('boom at import')\n", version="0.0.9")
+    loaded = load_plugins()
+    broken = loaded.info("brokenplug")
+    assert broken.status == "broken" and "boom at import" in broken.error and broken.version == "0.0.9"
+    assert loaded.info("fakeplug").status == "ok"
+    assert "fakehead" in loaded.registry.names("head")
+
+
+def test_strict_plugins_reraises_with_the_plugin_name(fake_env, monkeypatch):
+    make_dist(fake_env, "brokenplug", "raise RuntimeError('boom at import')\n")
+    monkeypatch.setenv("POLX_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match="brokenplug.*boom at import"):
+        load_plugins()
+
+
+def test_register_components_failure_marks_only_that_plugin(fake_env):
+    make_dist(
+        fake_env,
+        "badreg",
+        """
+        from polx import hookimpl
+        @hookimpl
+        def register_components(register):
+            register("env", "half", object, "math:sqrt")
+        """,
+    )
+    loaded = load_plugins()
+    assert loaded.info("badreg").status == "broken"
+    assert "attrs class" in loaded.info("badreg").error
+    assert "fakeenv" in loaded.registry.names("env")
+
+
+def test_duplicate_component_names_both_plugins(fake_env):
+    make_dist(fake_env, "dupplug", FAKE_COMPONENTS.format(head="otherhead", env="fakeenv", objective="otherobj"))
+    with pytest.raises(DuplicateComponentError) as err:
+        load_plugins()
+    message = str(err.value)
+    assert "fakeenv" in message and "fakeplug" in message and "dupplug" in message
+
+
+def test_disable_plugins_skips_by_name(fake_env, monkeypatch):
+    monkeypatch.setenv("POLX_DISABLE_PLUGINS", "fakeplug, loggers")
+    loaded = load_plugins()
+    assert loaded.info("fakeplug").status == "disabled"
+    assert "fakehead" not in loaded.registry.names("head")
+
+
+def test_plugins_list_table_and_json(fake_env):
+    make_dist(fake_env, "brokenplug", "raise RuntimeError('boom at import')\n")
+    runner = CliRunner()
+    table = runner.invoke(main, ["plugins", "list"])
+    assert table.exit_code == 0, table.output
+    assert "fakeplug" in table.output and "head: fakehead" in table.output
+    assert "broken: RuntimeError: boom at import" in table.output
+    as_json = runner.invoke(main, ["plugins", "list", "--json"])
+    rows = json.loads(as_json.output)  # JSON only: the whole output parses
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["fakeplug"]["components"]["env"] == ["fakeenv"]
+    assert by_name["fakeplug"]["version"] == "1.2.3"
+    assert "register_components" in by_name["fakeplug"]["hooks"]
+    assert by_name["brokenplug"]["status"] == "broken"
+
+
+def test_core_runs_without_plugins_and_without_torch(tmp_path):
+    code = textwrap.dedent(
+        """
+        import sys
+        from click.testing import CliRunner
+        from polx.cli import main
+        r = CliRunner()
+        for args in (["--help"], ["plugins", "list"], ["plugins", "list", "--json"], ["train", "--help"]):
+            out = r.invoke(main, args)
+            assert out.exit_code == 0, (args, out.output)
+        print("torch" in sys.modules)
+        """
+    )
+    for disabled in ("*", ""):
+        env = {**os.environ, "POLX_DISABLE_PLUGINS": disabled}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "False", f"torch imported with POLX_DISABLE_PLUGINS={disabled!r}"
+
+
+def test_unknown_head_exits_2_and_lists_available(fake_env, tmp_path):
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", "--head", "nope", "--env", "fakeenv", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "unknown head 'nope'; available:" in result.output and "fakehead" in result.output
+    assert not out.exists()
+
+
+def test_missing_head_flag_is_a_usage_error(fake_env):
+    result = CliRunner().invoke(main, ["train", "--env", "fakeenv"])
+    assert result.exit_code == 2 and "missing --head" in result.output
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.max_stepz=10", "train.max_stepz: unknown key (did you mean train.max_steps?)"),
+        ("head.n_emb=abc", "head.n_emb: expected int, got 'abc'"),
+        ("head.n_emb=-4", "head.n_emb: must be > 0, got -4"),
+        ("train.device=gpu", "train.device: must be auto, cpu, cuda or cuda:N; got 'gpu'"),
+        ("not-an-override", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_config_exits_2_and_writes_nothing(fake_env, tmp_path, override, expected):
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", "--head", "fakehead", "--env", "fakeenv", "--out", str(out), override])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert not out.exists()
+
+
+def test_missing_dataset_exits_2(fake_env, tmp_path):
+    result = CliRunner().invoke(
+        main, ["train", "--head", "fakehead", "--env", "fakeenv", "--dataset", str(tmp_path / "nope.zarr"), "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 2
+    assert "nope.zarr" in result.output and "does not exist" in result.output
+
+
+def test_print_config_shows_resolved_layers(fake_env, tmp_path):
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("train:\n  batch_size: 8\nhead:\n  n_emb: 48\n")
+    result = CliRunner().invoke(
+        main,
+        ["train", "--head", "fakehead", "--env", "fakeenv", "--config", str(cfg), "--print-config", "head.n_emb=64", "--logger", "none"],
+    )
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    resolved = yaml.safe_load(result.output)
+    assert resolved["components"] == {"head": "fakehead", "env": "fakeenv", "objective": "fakeobj", "loggers": []}
+    assert resolved["head"]["n_emb"] == 64  # override beats file
+    assert resolved["train"]["batch_size"] == 8  # file beats default
+    assert resolved["eval"]["max_steps"] == 77  # env preset beats default
+
+
+def test_runtime_failure_exits_1_without_traceback(fake_env, tmp_path):
+    # A data generate whose factory is math.sqrt fails inside the plugin: a runtime failure.
+    result = CliRunner().invoke(main, ["data", "generate", "--env", "fakeenv", "--episodes", "1", "--out", str(tmp_path / "d.zarr")])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "Traceback" not in result.output
