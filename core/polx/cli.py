@@ -145,6 +145,7 @@ def plugins_list(as_json: bool) -> None:
 @click.option("--config", "config_files", multiple=True, type=click.Path(path_type=Path), help="YAML or TOML config file (repeatable).")
 @click.option("--logger", "loggers", multiple=True, shell_complete=_complete("logger"), help="Extra logger (repeatable): swanlab, wandb; 'none' turns all off, json included.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Root of run directories.")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Exact run directory (default: OUT/<date>/<time>_<head>_<env>).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue the run in this directory from its latest checkpoint.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
@@ -156,6 +157,7 @@ def train(
     config_files: tuple[Path, ...],
     loggers: tuple[str, ...],
     out: Path,
+    run_dir: Path | None,
     resume_dir: Path | None,
     print_config: bool,
     overrides: tuple[str, ...],
@@ -183,6 +185,7 @@ def train(
         config_files=config_files,
         loggers=loggers,
         out=out,
+        run_dir=run_dir,
         resume_dir=resume_dir,
         overrides=overrides,
         argv=sys.argv,
@@ -193,6 +196,73 @@ def train(
     from polx.train.trainer import run_training
 
     run_training(plan)
+
+
+# ---------------------------------------------------------------------------------------------
+# sweep
+
+
+@main.command()
+@click.option("--head", required=True, shell_complete=_complete("head"), help="Network head.")
+@click.option("--env", required=True, shell_complete=_complete("env"), help="Environment.")
+@click.option("--objective", shell_complete=_complete("objective"), help="Training objective (default: the head's own).")
+@click.option("--dataset", type=click.Path(path_type=Path), help="Zarr replay buffer for every run.")
+@click.option("--grid", "grids", multiple=True, required=True, metavar="KEY=V1,V2,...", help="A swept key and its values (repeatable).")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Runs at once.")
+@click.option("--metric", default="test_mean_score", show_default=True, help="Primary metric for the heatmap.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Root; the sweep lives in OUT/sweeps/NAME.")
+@click.option("--name", help="Sweep name (default: head, env and a hash of the grid and overrides).")
+@click.option("--shard", metavar="I/N", help="Run only cells I, I+N, I+2N, ... (spread one grid over N machines).")
+@click.option("--summarize-only", is_flag=True, help="Write summary.csv and heatmap.png from finished cells; train nothing.")
+@click.option("--logger", "loggers", multiple=True, help="Extra logger for every run (repeatable).")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, shard, summarize_only, loggers, overrides) -> None:
+    """Train a grid of configurations, K at a time; finished runs are skipped on re-run.
+
+    \b
+    Example (3x3 grid, 3 runs at once):
+      polx sweep --head imf_attnres --env pusht --grid head.n_emb=128,256,384 \\
+                 --grid head.n_layer=6,12,18 --parallel 3 train.max_steps=5000
+    Writes OUT/sweeps/NAME/<cell>/ run directories, summary.csv and heatmap.png (METRIC).
+    On several machines sharing OUT: the same command with --shard 0/3, 1/3, 2/3, one per
+    machine, then --summarize-only once they are done.
+    """
+    import hashlib
+
+    from polx.runs import prepare_training
+    from polx.sweep import cell_status, cells, parse_grid, parse_shard, run_cells, summarize
+
+    grid = parse_grid(grids)
+    index, count = parse_shard(shard)
+    plugins_ = _plugins()
+    base_args = ["--head", head, "--env", env]
+    if objective:
+        base_args += ["--objective", objective]
+    if dataset:
+        base_args += ["--dataset", str(dataset)]
+    for lg in loggers:
+        base_args += ["--logger", lg]
+    digest = hashlib.sha1(json.dumps([base_args, grid, list(overrides)]).encode()).hexdigest()[:8]
+    root = out / "sweeps" / (name or f"{head}_{env}_{digest}")
+    all_cells = cells(grid, root)
+    for cell in all_cells:  # every cell's config must resolve before anything is written
+        prepare_training(plugins_, head=head, env=env, objective=objective, dataset=dataset, loggers=loggers,
+                         out=out, overrides=[*overrides, *cell.overrides])
+    if not summarize_only:
+        mine = [c for i, c in enumerate(all_cells) if i % count == index]
+        todo = [c for c in mine if cell_status(c) != "finished"]
+        click.echo(f"sweep {root}: {len(all_cells)} cells, {len(mine) - len(todo)} finished, running {len(todo)} ({parallel} at once)")
+        root.mkdir(parents=True, exist_ok=True)
+        codes = run_cells(todo, base_args, list(overrides), parallel, root / "logs")
+        failed = [label for label, code in codes.items() if code != 0]
+    else:
+        failed = []
+    root.mkdir(parents=True, exist_ok=True)
+    csv_path, png = summarize(all_cells, grid, root, metric)
+    click.echo(f"summary: {csv_path}")
+    click.echo(f"heatmap: {png}" if png else f"heatmap: none yet (no finished cell reports {metric})")
+    if failed:
+        raise PolxError(f"{len(failed)} run(s) failed: {', '.join(failed)}; logs in {root / 'logs'}; re-run the same command to retry")
 
 
 # ---------------------------------------------------------------------------------------------

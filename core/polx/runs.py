@@ -82,10 +82,12 @@ def prepare_training(
     config_files: Iterable[Path] = (),
     loggers: Iterable[str] = (),
     out: Path = Path("runs"),
+    run_dir: Path | None = None,
     resume_dir: Path | None = None,
     overrides: Iterable[str] = (),
     argv: list[str] | None = None,
 ) -> TrainingPlan:
+    """Validate the request; ``run_dir`` names the exact directory (default: under ``out`` by date)."""
     overrides = list(overrides)
     if dataset is not None:
         overrides.append(f"data.path={yaml.safe_dump(str(dataset)).splitlines()[0]}")
@@ -117,7 +119,9 @@ def prepare_training(
             config_files=config_files,
             overrides=overrides,
         )
-        run_dir, resume = Path(out) / run_dir_name(config), False
+        if run_dir is not None and Path(run_dir).exists() and any(Path(run_dir).iterdir()):
+            raise UserInputError(f"--run-dir {str(run_dir)!r} exists and is not empty; use --resume to continue it")
+        run_dir, resume = (Path(run_dir) if run_dir is not None else Path(out) / run_dir_name(config)), False
     if config.data.path is not None and not Path(config.data.path).exists():
         raise DatasetError(f"dataset {config.data.path!r} does not exist (data.path / --dataset)")
     return TrainingPlan(plugins=plugins, config=config, run_dir=run_dir, resume=resume, argv=list(argv or []))

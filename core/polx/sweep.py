@@ -1,0 +1,175 @@
+"""``polx sweep``: a grid of ``polx train`` runs, K at a time, resumable, summarised.
+
+Each grid cell trains in its own directory, ``<sweep>/<key=value,...>/``, as a separate
+``polx train`` process (so a crash in one run never takes the sweep down). A cell whose run
+wrote ``summary.json`` is finished and skipped on the next invocation; a cell with a checkpoint
+but no summary is resumed. ``--shard I/N`` runs every N-th cell, which is how one grid is spread
+over N machines sharing a filesystem; ``--summarize-only`` then collects the results.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable
+
+import attrs
+
+from polx.errors import UserInputError
+
+
+@attrs.define(kw_only=True)
+class Cell:
+    values: dict[str, Any]  # dotted key -> value (as typed on the command line)
+    dir: Path
+
+    @property
+    def overrides(self) -> list[str]:
+        return [f"{k}={v}" for k, v in self.values.items()]
+
+    @property
+    def label(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.values.items())
+
+
+def parse_grid(specs: Iterable[str]) -> dict[str, list[str]]:
+    """``["head.n_emb=128,256", "head.n_layer=6,12"]`` -> ordered ``{key: [values]}``."""
+    grid: dict[str, list[str]] = {}
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        values = [v.strip() for v in raw.split(",") if v.strip()]
+        if not sep or not key.strip() or not values:
+            raise UserInputError(f"bad --grid {spec!r}: expected KEY=V1,V2,... e.g. head.n_emb=128,256,384")
+        if key in grid:
+            raise UserInputError(f"--grid key {key!r} given twice")
+        grid[key.strip()] = values
+    if not grid:
+        raise UserInputError("polx sweep needs at least one --grid KEY=V1,V2,...")
+    return grid
+
+
+def cells(grid: dict[str, list[str]], root: Path) -> list[Cell]:
+    keys = list(grid)
+    out = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        values = dict(zip(keys, combo))
+        label = ",".join(f"{k}={v}" for k, v in values.items())
+        out.append(Cell(values=values, dir=root / label.replace("/", "_")))
+    return out
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UserInputError(f"bad --shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/3") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UserInputError(f"bad --shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/3")
+    return i, n
+
+
+def cell_status(cell: Cell) -> str:
+    if (cell.dir / "summary.json").is_file():
+        return "finished"
+    if (cell.dir / "checkpoints" / "latest.ckpt").is_file():
+        return "resumable"
+    return "new"
+
+
+def train_command(cell: Cell, base_args: list[str], overrides: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "polx", "train"]
+    if cell_status(cell) == "resumable":
+        return cmd + ["--resume", str(cell.dir), *overrides, *cell.overrides]
+    return cmd + [*base_args, "--run-dir", str(cell.dir), *overrides, *cell.overrides]
+
+
+def run_cells(todo: list[Cell], base_args: list[str], overrides: list[str], parallel: int, log_dir: Path) -> dict[str, int]:
+    """Run ``todo`` with at most ``parallel`` processes; returns label -> exit code."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+
+    def one(cell: Cell) -> tuple[str, int]:
+        cmd = train_command(cell, base_args, overrides)
+        with open(log_dir / f"{cell.dir.name}.log", "a") as log:
+            log.write("$ " + " ".join(cmd) + "\n")
+            log.flush()
+            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+        print(f"[sweep] {'done' if code == 0 else f'FAILED (exit {code})'}: {cell.label}", flush=True)
+        return cell.label, code
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return dict(pool.map(one, todo))
+
+
+def read_metrics(cell: Cell) -> dict[str, float]:
+    path = cell.dir / "summary.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float))}
+
+
+def summarize(all_cells: list[Cell], grid: dict[str, list[str]], root: Path, metric: str) -> tuple[Path, Path | None]:
+    """Write ``summary.csv`` (one row per cell) and ``heatmap.png`` of ``metric``."""
+    rows = []
+    metric_names: list[str] = []
+    for cell in all_cells:
+        m = read_metrics(cell)
+        metric_names += [k for k in m if k not in metric_names]
+        rows.append((cell, cell_status(cell), m))
+    csv_path = root / "summary.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*grid, "status", *metric_names, "run_dir"])
+        for cell, status, m in rows:
+            w.writerow([*cell.values.values(), status, *(m.get(k, "") for k in metric_names), str(cell.dir)])
+    png = _heatmap(rows, grid, root / "heatmap.png", metric)
+    return csv_path, png
+
+
+def _heatmap(rows: list, grid: dict[str, list[str]], path: Path, metric: str) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    keys = list(grid)
+    if not any(metric in m for _, _, m in rows):
+        return None
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(grid[keys[-1]]), 1.4 + 0.9 * len(grid[keys[0]])))
+    if len(keys) == 1:
+        vals = [m.get(metric, np.nan) for _, _, m in rows]
+        ax.bar(grid[keys[0]], vals, color="tab:blue")
+        ax.set_xlabel(keys[0])
+        ax.set_ylabel(metric)
+    else:
+        # rows: first key; columns: second key; further keys: best value over them
+        ys, xs = grid[keys[0]], grid[keys[1]]
+        table = np.full((len(ys), len(xs)), np.nan)
+        for cell, _, m in rows:
+            if metric in m:
+                i, j = ys.index(cell.values[keys[0]]), xs.index(cell.values[keys[1]])
+                table[i, j] = m[metric] if np.isnan(table[i, j]) else max(table[i, j], m[metric])
+        im = ax.imshow(table, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(xs)), xs)
+        ax.set_yticks(range(len(ys)), ys)
+        ax.set_xlabel(keys[1])
+        ax.set_ylabel(keys[0])
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                text = "-" if np.isnan(table[i, j]) else f"{table[i, j]:.3f}"
+                ax.text(j, i, text, ha="center", va="center", color="white" if np.isnan(table[i, j]) or table[i, j] < np.nanmean(table) else "black")
+        fig.colorbar(im, ax=ax, label=metric)
+        if len(keys) > 2:
+            ax.set_title(f"best over {', '.join(keys[2:])}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
