@@ -1,8 +1,32 @@
-"""Entry point module: declares this plugin's components (cheap: no torch import)."""
+"""Entry point module: declares the json, swanlab and wandb loggers.
+
+Cheap: the tracker libraries are imported by the factories, only when a run opens that logger.
+"""
 
 from polx import hookimpl
+from polx_loggers.config import JsonLoggerConfig, SwanLabConfig, WandbConfig
 
 
 @hookimpl
 def register_components(register):
-    pass
+    register(
+        "logger",
+        "json",
+        JsonLoggerConfig,
+        "polx_loggers.json_logger:open_json_logger",
+        help="logs.json.txt in the run directory, one JSON object per line (always on unless --logger none)",
+    )
+    register(
+        "logger",
+        "swanlab",
+        SwanLabConfig,
+        "polx_loggers.swanlab_logger:open_swanlab_logger",
+        help="SwanLab tracker: online/offline/local/disabled; key from SWANLAB_API_KEY",
+    )
+    register(
+        "logger",
+        "wandb",
+        WandbConfig,
+        "polx_loggers.wandb_logger:open_wandb_logger",
+        help="Weights & Biases tracker (legacy): online/offline/disabled; key from WANDB_API_KEY",
+    )

@@ -1,0 +1,109 @@
+"""``polx plot``: a run's training curves from ``logs.json.txt`` as one PNG.
+
+One subplot per metric, x = ``global_step``. Uses matplotlib's ``Figure`` directly (no pyplot),
+so it needs no display and leaves the global backend alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from pathlib import Path
+
+from polx.errors import UserInputError
+
+LOG_NAME = "logs.json.txt"
+DEFAULT_METRICS = ("train_loss", "lr", "test_mean_score")
+
+
+def read_log(path: Path) -> list[dict]:
+    """The log's records; lines that are not JSON objects (the partial last line of a run still
+    writing) are skipped."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def metric_series(records: list[dict]) -> dict[str, tuple[list[int], list[float]]]:
+    """metric -> (steps, values), sorted by step.
+
+    A resumed run logs again the steps between its last checkpoint and the crash; the later
+    value of a step wins, so the curve shows the run that continued.
+    """
+    by_metric: dict[str, dict[int, float]] = {}
+    for record in records:
+        step = record.get("global_step")
+        if not _is_number(step):
+            continue  # a record that cannot be placed on the x axis
+        for key, value in record.items():
+            if key != "global_step" and _is_number(value):
+                by_metric.setdefault(key, {})[int(step)] = float(value)
+    return {key: (sorted(points), [points[s] for s in sorted(points)]) for key, points in by_metric.items()}
+
+
+def _choose(requested: list[str] | None, available: list[str], log: Path) -> list[str]:
+    listing = ", ".join(available) or "none"
+    if requested is None:
+        chosen = [m for m in DEFAULT_METRICS if m in available]
+        if not chosen:
+            raise UserInputError(
+                f"{str(log)!r} has none of the default metrics ({', '.join(DEFAULT_METRICS)}); "
+                f"choose with --metric from: {listing}"
+            )
+        return chosen
+    unknown = [m for m in requested if m not in available]
+    if unknown:
+        raise UserInputError(f"--metric {', '.join(map(repr, unknown))} not in {str(log)!r}; available: {listing}")
+    return list(dict.fromkeys(requested))
+
+
+def plot_run(run_dir: Path, metrics: list[str] | None = None, out: Path | None = None) -> Path:
+    """Draw ``metrics`` (default: train_loss, lr, test_mean_score, those present) of ``run_dir``.
+
+    Writes ``out`` (default ``RUN_DIR/media/curves.png``) and returns its path.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserInputError(f"run directory {str(run_dir)!r} does not exist")
+    log = run_dir / LOG_NAME
+    if not log.is_file():
+        raise UserInputError(f"{str(run_dir)!r} has no {LOG_NAME} (was it trained with --logger none?)")
+    out = Path(out) if out is not None else run_dir / "media" / "curves.png"
+    if out.suffix.lower() != ".png":
+        raise UserInputError(f"--out {str(out)!r} must be a .png file")
+
+    series = metric_series(read_log(log))
+    if not series:
+        raise UserInputError(f"{str(log)!r} has no records with a global_step yet")
+    chosen = _choose(metrics, sorted(series), log)
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 2.4 * len(chosen) + 0.6), layout="constrained")
+    axes = fig.subplots(len(chosen), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, name in zip(axes, chosen):
+        steps, values = series[name]
+        # sparse metrics (rollout scores every few thousand steps) need markers to be seen
+        ax.plot(steps, values, marker="o" if len(steps) <= 30 else None, markersize=3, linewidth=1.2)
+        ax.set_ylabel(name)
+        ax.grid(True, alpha=0.3)
+        finite = [v for v in values if math.isfinite(v)]
+        if name.endswith("loss") and finite and min(finite) > 0:
+            ax.set_yscale("log")  # losses fall by orders of magnitude
+    axes[-1].set_xlabel("global step")
+    fig.suptitle(run_dir.resolve().name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    return out

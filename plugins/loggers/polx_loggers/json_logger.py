@@ -1,0 +1,73 @@
+"""The JSON log: ``logs.json.txt``, one JSON object of numbers per line.
+
+The format of diffusion_policy's JsonLogger, so existing tooling reads it: each line is one
+record (the trainer includes ``global_step`` and ``epoch``), flushed as soon as it is written,
+so a crash loses at most the line being written. On resume that partial line is cut off and
+logging appends. Images are not written here: the JSON log holds scalars only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from polx.components import Run
+
+# counters written as integers, as diffusion_policy's logs have them
+_INTEGER_KEYS = ("global_step", "epoch")
+
+
+def drop_partial_last_line(path: Path, chunk: int = 1 << 16) -> int:
+    """Truncate ``path`` after its last newline (a crash mid-write leaves a partial line).
+
+    Reads backwards in chunks, so resuming a long run does not read the whole log.
+    Returns the number of bytes dropped.
+    """
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - chunk)
+            f.seek(start)
+            newline = f.read(end - start).rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        else:
+            keep = 0
+        f.truncate(keep)
+    return size - keep
+
+
+def _record(step: int, metrics: Mapping[str, Any]) -> dict[str, float | int]:
+    record: dict[str, float | int] = {} if "global_step" in metrics else {"global_step": int(step)}
+    for key, value in metrics.items():
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"metric {key!r} is not a number ({type(value).__name__}); the JSON log holds numbers only") from None
+        record[key] = int(number) if key in _INTEGER_KEYS and number.is_integer() else number
+    return record
+
+
+class JsonLogger:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            drop_partial_last_line(self.path)
+        self._file = open(self.path, "a", encoding="utf-8")
+
+    def log(self, step: int, metrics: Mapping[str, float], images: Mapping[str, str] | None = None) -> None:
+        self._file.write(json.dumps(_record(step, metrics)) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def open_json_logger(config: Any, run: Run) -> JsonLogger:
+    return JsonLogger(Path(run.dir) / config.filename)

@@ -1,0 +1,63 @@
+"""Weights & Biases, kept for users who have not moved to SwanLab. Files in ``<run dir>/wandb``.
+
+Never prompts: ``online`` first checks for credentials without a prompt (``WANDB_API_KEY``, or a
+saved ``wandb login``) and fails with a message when there are none; core then warns and skips
+this logger. The logger owns the process's wandb session: closing it tears the session down.
+System-metrics sampling is off unless ``loggers.wandb.system_stats=true``, and the
+console is not captured.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from polx.components import Run
+from polx_loggers.config import WANDB_MODES, WandbConfig
+from polx_loggers.modes import ImageSender, resolve_mode
+
+
+class WandbLogger:
+    def __init__(self, wb_run: Any, make_image: Any):
+        self._run = wb_run
+        self._images = ImageSender("wandb", make_image)
+
+    def log(self, step: int, metrics: Mapping[str, float], images: Mapping[str, str]) -> None:
+        if metrics:
+            self._run.log(dict(metrics), step=step)
+        self._images.send(lambda media: self._run.log(media, step=step), images)
+
+    def close(self) -> None:
+        import wandb
+
+        self._run.finish()
+        # finish returns before wandb-core has written the offline store; teardown waits for it
+        # and stops the helper process, so a closed logger has everything on disk
+        wandb.teardown()
+
+
+def open_wandb_logger(config: WandbConfig, run: Run) -> WandbLogger:
+    mode, notice = resolve_mode("wandb", config.mode, WANDB_MODES)
+    run_dir = Path(run.dir)
+    if notice:
+        print(f"polx: {notice} to {run_dir / 'wandb'}", file=sys.stderr)
+    import wandb
+
+    if mode == "online" and not wandb.login(prompt=False, verify=False):
+        raise RuntimeError("wandb online mode needs credentials: set WANDB_API_KEY in the environment (or run `wandb login` once)")
+    run_dir.mkdir(parents=True, exist_ok=True)  # wandb falls back to a temp dir when ``dir`` is missing
+    settings = wandb.Settings(x_disable_stats=not config.system_stats, console="off")
+    wb_run = wandb.init(
+        mode=mode,
+        dir=str(run_dir),  # wandb writes into <dir>/wandb
+        project=config.project,
+        entity=config.entity,
+        name=config.name or run.name,
+        notes=config.notes,
+        group=config.group,
+        tags=list(config.tags) or None,
+        config=dict(run.config),
+        settings=settings,
+    )
+    return WandbLogger(wb_run, wandb.Image)
