@@ -1,0 +1,165 @@
+"""The training dataset: in-memory arrays -> policy batches of observation and action windows.
+
+Each item is one window of ``horizon`` steps (see ``SequenceSampler``), padded with
+``pad_before = n_obs_steps - 1`` and ``pad_after = n_action_steps - 1``. Observations use only the
+window's first ``n_obs_steps`` frames, so only those image frames are gathered and converted
+(images dominate the cost). ``get_batch`` assembles a whole batch with one fancy-indexing gather
+per key; ``__getitem__`` builds one item by slicing, for ``torch.utils.data.DataLoader``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from polx.data.normalizer import Normalizer
+from polx.data.replay_buffer import ReplayBuffer
+from polx.data.sampler import SequenceSampler
+from polx.errors import DatasetError
+
+
+class _MissingArray(KeyError):
+    """The adapter asked for a ``data/<key>`` array the buffer does not have."""
+
+
+class _LoadOnAccess(Mapping[str, np.ndarray]):
+    """A buffer's arrays, each read whole on first access: keys an adapter ignores (an unused
+    camera, say) are never read."""
+
+    def __init__(self, rb: ReplayBuffer):
+        self._rb, self._loaded = rb, {}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        if key not in self._rb.keys():
+            raise _MissingArray(key)
+        if key not in self._loaded:
+            self._loaded[key] = self._rb.load([key])[key]
+        return self._loaded[key]
+
+    def __contains__(self, key: object) -> bool:  # without reading the array
+        return key in self._rb.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rb.keys())
+
+    def __len__(self) -> int:
+        return len(self._rb.keys())
+
+
+def load_policy_arrays(path: str | Path, adapter: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Open the replay buffer at ``path``, load the arrays ``adapter.dataset_obs`` reads, convert.
+
+    Returns ``({obs_key: (N, ...), "action": (N, A)}, episode_ends)``; DatasetError names the path
+    when the adapter's output misses a key of its ``shape_meta`` or has the wrong length.
+    """
+    rb = ReplayBuffer.open(path)
+    where = f"dataset {str(path)!r} (converted by env {getattr(adapter, 'name', type(adapter).__name__)!r})"
+    try:
+        arrays = adapter.dataset_obs(_LoadOnAccess(rb))
+    except _MissingArray as exc:
+        have = ", ".join(rb.keys())
+        raise DatasetError(f"{where}: the env needs data/{exc.args[0]}, which is missing; it has: {have}") from None
+    missing = sorted({*adapter.shape_meta["obs"], "action"} - set(arrays))
+    if missing:
+        raise DatasetError(f"{where} lacks {', '.join(missing)}; it provides {', '.join(sorted(arrays))}")
+    for key, arr in arrays.items():
+        if len(arr) != rb.n_steps:
+            raise DatasetError(f"{where}: {key} has {len(arr)} steps; expected {rb.n_steps} (episode_ends[-1])")
+    return arrays, rb.episode_ends
+
+
+def _obs_tensor(x: np.ndarray, rgb: bool) -> torch.Tensor:
+    """``(..., H, W, C)`` uint8 -> ``(..., C, H, W)`` float32 in [0, 1] for rgb; float32 otherwise."""
+    if rgb:
+        # NumPy, single-threaded: a channels-first float copy in one pass, then an in-place scale;
+        # torch's threaded conversion was no faster and competes with the training step for cores.
+        # Dividing (not multiplying by 1/255) maps 255 to exactly 1.0.
+        x = np.moveaxis(x, -1, -3).astype(np.float32, order="C")
+        np.divide(x, np.float32(255.0), out=x)
+    return torch.from_numpy(x)
+
+
+class PolicyDataset(torch.utils.data.Dataset):
+    """Windows over the episodes selected by ``episode_mask`` (all by default).
+
+    ``arrays``: ``{"action": (N, A), <obs key>: (N, D) or, for ``rgb_keys``, (N, H, W, C) uint8}``
+    as returned by an env adapter's ``dataset_obs``; held in memory, not copied when already
+    float32 / uint8.
+    """
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        episode_ends: np.ndarray,
+        *,
+        horizon: int,
+        n_obs_steps: int,
+        n_action_steps: int,
+        episode_mask: np.ndarray | None = None,
+        rgb_keys: Iterable[str] = (),
+    ):
+        episode_ends = np.asarray(episode_ends, dtype=np.int64)
+        rgb_keys = tuple(rgb_keys)
+        if "action" not in arrays:
+            raise ValueError(f"arrays need an 'action' key; got {sorted(arrays)}")
+        for name, steps in (("n_obs_steps", n_obs_steps), ("n_action_steps", n_action_steps)):
+            if not 1 <= steps <= horizon:
+                raise ValueError(f"{name} must be in [1, horizon = {horizon}], got {steps}")
+        n_steps = int(episode_ends[-1]) if len(episode_ends) else 0
+        for key, arr in arrays.items():
+            if len(arr) != n_steps:
+                raise ValueError(f"{key} has {len(arr)} steps; expected {n_steps} (episode_ends[-1])")
+        for key in rgb_keys:
+            arr = arrays.get(key)
+            if arr is None or arr.ndim != 4 or arr.dtype != np.uint8:
+                got = "missing" if arr is None else f"{arr.dtype} {arr.shape}"
+                raise ValueError(f"rgb key {key!r} must be a uint8 (N, H, W, C) array; got {got}")
+
+        self.horizon, self.n_obs_steps, self.n_action_steps = horizon, n_obs_steps, n_action_steps
+        self.rgb_keys = rgb_keys
+        self.episode_ends = episode_ends
+        self.episode_mask = np.ones(len(episode_ends), bool) if episode_mask is None else np.asarray(episode_mask, bool)
+        self.action = np.asarray(arrays["action"], dtype=np.float32)  # (N, A)
+        self.obs = {  # key -> (N, D) float32, or (N, H, W, C) uint8 for rgb keys
+            key: arr if key in rgb_keys else np.asarray(arr, dtype=np.float32)
+            for key, arr in arrays.items()
+            if key != "action"
+        }
+        self.sampler = SequenceSampler(
+            episode_ends,
+            horizon,
+            pad_before=n_obs_steps - 1,
+            pad_after=n_action_steps - 1,
+            episode_mask=self.episode_mask,
+        )
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __getitem__(self, i: int) -> dict:
+        obs, _ = self.sampler.sample_sequence(self.obs, i, n_steps=self.n_obs_steps)
+        action, is_pad = self.sampler.sample_sequence({"action": self.action}, i)
+        return {
+            "obs": {key: _obs_tensor(x, key in self.rgb_keys) for key, x in obs.items()},  # (To, ...)
+            "action": torch.from_numpy(action["action"]),  # (horizon, A)
+            "action_is_pad": torch.from_numpy(is_pad),  # (horizon,)
+        }
+
+    def get_batch(self, idxs: Iterable[int]) -> dict:
+        """Items ``idxs`` stacked, with a leading batch dimension B = len(idxs)."""
+        steps, is_pad = self.sampler.indices(np.asarray(idxs, dtype=np.int64))  # (B, horizon) each
+        obs_steps = steps[:, : self.n_obs_steps]  # (B, To)
+        return {
+            "obs": {key: _obs_tensor(arr[obs_steps], key in self.rgb_keys) for key, arr in self.obs.items()},
+            "action": torch.from_numpy(self.action[steps]),  # (B, horizon, A)
+            "action_is_pad": torch.from_numpy(is_pad),  # (B, horizon)
+        }
+
+    def fit_normalizer(self, mode: str = "limits") -> Normalizer:
+        """A normalizer fitted on this dataset's episodes only (action and low-dim obs; rgb keys pass through)."""
+        in_episodes = np.repeat(self.episode_mask, np.diff(self.episode_ends, prepend=0))  # (N,) bool
+        low_dim = {key: arr[in_episodes] for key, arr in self.obs.items() if key not in self.rgb_keys}
+        return Normalizer.fit({"action": self.action[in_episodes], **low_dim}, mode=mode, identity_keys=self.rgb_keys)
