@@ -1,0 +1,1 @@
+"""Evaluation: rollouts over N env processes, paper metrics, trajectory PNGs."""

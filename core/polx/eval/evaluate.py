@@ -1,0 +1,97 @@
+"""``polx eval --checkpoint PATH``: roll out a checkpoint with its saved config.
+
+The checkpoint is loaded with ``weights_only=True``; its config is rebuilt exactly
+(``config_from_saved``) with the command's overrides; the EMA weights are evaluated when the
+checkpoint has them. Metrics are printed and written to ``metrics.json`` next to the trajectory
+PNGs in ``--out`` (default ``<run>/eval/<time>/``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import attrs
+
+from polx.data.normalizer import Normalizer
+from polx.errors import UserInputError
+from polx.eval.rollout import run_rollouts
+from polx.policy.policy import Policy, build_policy, spec_summary
+from polx.runs import config_from_saved
+from polx.train.checkpoint import atomic_write, check_compatible, load_checkpoint, load_weights, model_state_from
+from polx.train.distributed import resolve_device
+from polx.train.run_dir import unique_dir
+
+
+def policy_from_checkpoint(plugins: Any, config: Any, shape_meta: dict, state: dict, path: Path) -> Policy:
+    """The evaluation policy (EMA weights when present) of a loaded checkpoint, on CPU, in eval mode."""
+    check_compatible(state, spec_summary(config, shape_meta), path)
+    weights = model_state_from(state)
+    policy = build_policy(plugins, config, shape_meta, Normalizer.from_state_dict(weights, prefix="normalizer."))
+    load_weights(policy, weights, path)
+    return policy.eval()
+
+
+def default_out(checkpoint: Path) -> Path:
+    """``<run>/eval/<time>`` for a checkpoint inside ``<run>/checkpoints/``, else next to the file."""
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    return unique_dir(run_dir / "eval" / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+
+
+def evaluate_checkpoint(
+    plugins: Any,
+    checkpoint: Path,
+    *,
+    episodes: int | None = None,
+    seed: int | None = None,
+    out: Path | None = None,
+    overrides: Iterable[str] = (),
+) -> dict:
+    """Roll out ``checkpoint``; returns what ``metrics.json`` holds."""
+    checkpoint = Path(checkpoint)
+    state = load_checkpoint(checkpoint)
+    saved = dict(state["config"])
+    # evaluation logs nothing: the run's loggers need not be installed here
+    saved["components"] = {**saved["components"], "loggers": []}
+    saved["loggers"] = {}
+    config = config_from_saved(plugins, saved, overrides)
+    ev = config.eval
+    ev = attrs.evolve(ev, n_test=ev.n_test if episodes is None else episodes, test_start_seed=ev.test_start_seed if seed is None else seed)
+    config = attrs.evolve(config, eval=ev)
+
+    out = Path(out) if out is not None else default_out(checkpoint)
+    if (out / "metrics.json").exists():
+        raise UserInputError(f"--out {str(out)!r} already holds a metrics.json; choose another directory")
+    adapter = plugins.registry.get("env", config.components.env).build(config.env)
+    policy = policy_from_checkpoint(plugins, config, adapter.shape_meta, state, checkpoint)
+    policy.to(resolve_device(config.train.device))
+
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run_rollouts(plugins, config, adapter, policy, media_dir=out, progress=sys.stderr.isatty())
+    except BaseException:
+        if created:  # a failed evaluation leaves no half-filled directory behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    report = {
+        "checkpoint": str(checkpoint),
+        "global_step": int(state["global_step"]),
+        "weights": "ema" if state.get("ema") is not None else "model",
+        "n_test": ev.n_test,
+        "test_start_seed": ev.test_start_seed,
+        "n_train": ev.n_train,
+        "train_start_seed": ev.train_start_seed,
+        "metrics": result.metrics,
+        "images": result.images,
+    }
+    atomic_write(out / "metrics.json", lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+    for key, value in result.metrics.items():
+        if "/" not in key:  # per-seed values stay in metrics.json
+            print(f"{key}: {value:.4f}")
+    print(f"metrics: {out / 'metrics.json'}")
+    return report

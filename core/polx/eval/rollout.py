@@ -1,0 +1,185 @@
+"""Rollouts: ``eval.n_test`` test seeds and ``eval.n_train`` train seeds, over ``eval.n_envs`` processes.
+
+Each episode resets its env and the policy's sampling noise with the episode's seed, so the
+results do not depend on how episodes are spread over processes. With ``n_envs == 1`` everything
+runs in this process, on the policy's device. Otherwise spawned workers each rebuild the same
+plugin set, the policy (on CPU, from its weights) and an env from the pickled adapter, and run
+their share; the trajectories to draw are then replayed here from their executed actions.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import importlib
+import io
+import multiprocessing
+import warnings
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from polx.components import Episode
+from polx.data.normalizer import Normalizer
+from polx.errors import PolxError
+from polx.eval.metrics import summarize
+from polx.plugins import CORE_PLUGIN_NAME, load_plugins
+from polx.policy.policy import Policy, build_policy
+from polx.policy.runtime import ChunkRuntime
+
+
+@attrs.define(kw_only=True)
+class RolloutResult:
+    metrics: dict[str, float]
+    images: dict[str, str]  # logger name -> PNG path
+    test: list[Episode]
+    train: list[Episode]
+
+
+def run_episode(env: Any, runtime: ChunkRuntime, seed: int, max_steps: int, index: int = 0) -> Episode:
+    """One episode of at most ``max_steps`` steps; the env is left at its final state."""
+    obs, _ = env.reset(seed=seed)
+    runtime.reset(seed=seed)
+    actions, rewards, infos = [], [], []
+    for _ in range(max_steps):
+        action = runtime.act(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        actions.append(action)
+        rewards.append(float(reward))
+        infos.append(info)
+        if terminated or truncated:
+            break
+    return Episode(seed=seed, actions=np.asarray(actions), rewards=np.asarray(rewards), infos=infos, index=index)
+
+
+def run_rollouts(
+    plugins: Any, config: Any, adapter: Any, policy: Policy, *, media_dir: Path | None = None, progress: bool = False
+) -> RolloutResult:
+    """Roll out ``policy`` under ``config.eval``; draw the first ``eval.n_vis`` test episodes into ``media_dir``."""
+    ev = config.eval
+    jobs = [("test", ev.test_start_seed + i, i) for i in range(ev.n_test)]
+    jobs += [("train", ev.train_start_seed + i, i) for i in range(ev.n_train)]
+    was_training = policy.training
+    policy.eval()
+    try:
+        bar = tqdm(total=len(jobs), desc="rollout", unit="episode", disable=not progress, leave=False)
+        with bar:
+            if ev.n_envs == 1 or len(jobs) <= 1:
+                done, images = _run_here(plugins, config, adapter, policy, jobs, media_dir, bar)
+            else:
+                done = _run_in_workers(plugins, config, adapter, policy, jobs, bar)
+                images = _draw(plugins, adapter, [done[("test", i)] for i in range(min(ev.n_vis, ev.n_test))], media_dir)
+    finally:
+        policy.train(was_training)
+    test = [done[("test", i)] for i in range(ev.n_test)]
+    train = [done[("train", i)] for i in range(ev.n_train)]
+    return RolloutResult(metrics={**summarize("test", test), **summarize("train", train)}, images=images, test=test, train=train)
+
+
+def _run_here(plugins, config, adapter, policy, jobs, media_dir, bar) -> tuple[dict, dict]:
+    env = adapter.make_env()
+    runtime = ChunkRuntime(policy, num_steps=config.eval.num_steps)
+    done: dict[tuple[str, int], Episode] = {}
+    images: dict[str, str] = {}
+    try:
+        for kind, seed, index in jobs:
+            episode = run_episode(env, runtime, seed, config.eval.max_steps, index)
+            done[(kind, index)] = episode
+            if kind == "test" and index < config.eval.n_vis and media_dir is not None:
+                images.update(_render(plugins, env, episode, media_dir))
+            bar.update()
+    finally:
+        env.close()
+    return done, images
+
+
+def _draw(plugins, adapter, episodes: list[Episode], media_dir: Path | None) -> dict[str, str]:
+    """Replay each episode's executed actions in a fresh env here, then draw it."""
+    images: dict[str, str] = {}
+    if media_dir is None:
+        return images
+    for episode in episodes:
+        env = adapter.make_env()
+        try:
+            env.reset(seed=episode.seed)
+            for action in episode.actions:
+                env.step(action)
+            images.update(_render(plugins, env, episode, media_dir))
+        finally:
+            env.close()
+    return images
+
+
+def _render(plugins, env, episode: Episode, media_dir: Path) -> dict[str, str]:
+    media_dir.mkdir(parents=True, exist_ok=True)
+    path = media_dir / f"episode_{episode.index}.png"
+    drawn = plugins.hook.render_trajectory(env=env, episode=episode, path=str(path))
+    if drawn is None:
+        warnings.warn(f"no plugin draws trajectories of {type(getattr(env, 'unwrapped', env)).__name__}; no PNG written", stacklevel=2)
+        return {}
+    return {f"test/trajectory_{episode.index}": str(drawn)}
+
+
+# ---------------------------------------------------------------------------------------------
+# worker processes
+
+
+def plugin_recipe(plugins: Any) -> list[tuple[str, Any]]:
+    """How a spawned process rebuilds this exact plugin set: (name, module name or picklable object)."""
+    recipe = []
+    for name, plugin in plugins.pm.list_name_plugin():
+        if name == CORE_PLUGIN_NAME or plugin is None:
+            continue
+        recipe.append((name, plugin.__name__ if isinstance(plugin, ModuleType) else plugin))
+    return recipe
+
+
+def load_recipe(recipe: list[tuple[str, Any]]) -> Any:
+    extra = [(name, importlib.import_module(p) if isinstance(p, str) else p) for name, p in recipe]
+    return load_plugins(entry_points=[], extra=extra)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(recipe, config, adapter, weights: bytes) -> None:
+    torch.set_num_threads(1)  # n_envs processes share the cores
+    plugins = load_recipe(recipe)
+    state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    policy = build_policy(plugins, config, adapter.shape_meta, Normalizer.from_state_dict(state, prefix="normalizer."))
+    policy.load_state_dict(state)
+    _WORKER.update(env=adapter.make_env(), runtime=ChunkRuntime(policy.eval(), num_steps=config.eval.num_steps), max_steps=config.eval.max_steps)
+
+
+def _worker_episode(kind: str, seed: int, index: int) -> tuple[str, Episode]:
+    return kind, run_episode(_WORKER["env"], _WORKER["runtime"], seed, _WORKER["max_steps"], index)
+
+
+def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
+    n_workers = min(config.eval.n_envs, len(jobs))
+    done: dict[tuple[str, int], Episode] = {}
+    with cf.ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=multiprocessing.get_context("spawn"),  # no fork of a process holding CUDA / threads
+        initializer=_init_worker,
+        initargs=(plugin_recipe(plugins), config, adapter, buffer.getvalue()),
+    ) as pool:
+        futures = [pool.submit(_worker_episode, kind, seed, index) for kind, seed, index in jobs]
+        try:
+            for future in cf.as_completed(futures):
+                kind, episode = future.result()
+                done[(kind, episode.index)] = episode
+                bar.update()
+        except BrokenProcessPool:
+            raise PolxError(
+                "a rollout worker process died (its traceback, if any, is printed above); "
+                "eval.n_envs=1 runs the rollouts in this process instead"
+            ) from None
+    return done

@@ -1,0 +1,1 @@
+"""A policy: observation encoder + head + objective + normalizer, and its chunked runtime."""

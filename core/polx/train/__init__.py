@@ -1,0 +1,1 @@
+"""Training: the loop, optimizer and LR schedule, EMA, atomic checkpoints, multi-process sync."""

@@ -1,0 +1,374 @@
+"""``polx train``: validate everything, then train, validate, roll out, log and checkpoint.
+
+Order matters for trust: everything that can fail on the user's input (dataset, config values,
+encoder weights file, the checkpoint to resume from) is checked before the run directory is
+created, so a bad command leaves nothing behind. During training a non-finite loss stops the run
+naming the step, with the last good checkpoint untouched; checkpoints are written atomically.
+
+Several processes (torchrun) share the work as ``distributed.py`` explains; rank 0 alone logs,
+validates, rolls out and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import polx
+from polx import logdispatch
+from polx.components import Run
+from polx.errors import DatasetError, PolxError, UserInputError
+from polx.eval.rollout import run_rollouts
+from polx.policy.policy import Policy, build_policy, spec_summary
+from polx.runs import TrainingPlan
+from polx.train import distributed
+from polx.train.checkpoint import (
+    LATEST,
+    TopK,
+    check_compatible,
+    load_checkpoint,
+    load_weights,
+    remove_stale_temp_files,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from polx.train.data import EpochBatches, fixed_batches, load_training_data, make_loader
+from polx.train.ema import EMA
+from polx.train.run_dir import create_run_dir, manifest, record_resume, unique_dir
+from polx.train.schedule import lr_at, set_lr
+
+
+def run_training(plan: TrainingPlan) -> Path:
+    """Train as ``plan`` says; returns the run directory."""
+    info, device = distributed.init_from_env(plan.config.train.device)
+    try:
+        return Trainer(plan, info, device).fit()
+    finally:
+        distributed.shutdown(info)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: Policy, train_cfg: Any, encoder_cfg: Any) -> torch.optim.AdamW:
+    """AdamW over the head's own parameter groups plus the encoder with its own weight decay."""
+    groups = list(model.head.get_optim_groups(train_cfg.weight_decay))
+    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    if encoder_params:
+        groups.append({"params": encoder_params, "weight_decay": encoder_cfg.weight_decay})
+    grouped = [id(p) for g in groups for p in g["params"]]
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if len(grouped) != len(set(grouped)) or set(grouped) != trainable:
+        raise PolxError("the head's get_optim_groups() must list each trainable head parameter exactly once")
+    return torch.optim.AdamW(groups, lr=train_cfg.lr, betas=tuple(train_cfg.betas))
+
+
+class _Window:
+    """Means of the training loss and the objective's metrics since the last log line.
+
+    Tensor metrics are summed on their device and read once per log line, not once per step.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, Any] = defaultdict(float)
+        self.count = 0
+
+    def add(self, loss: float, metrics: dict) -> None:
+        self.sums["train_loss"] += loss
+        for key, value in metrics.items():
+            value = value.detach() if isinstance(value, torch.Tensor) else float(value)
+            self.sums[key if key.startswith("train") else f"train/{key}"] += value
+        self.count += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: float(v) / self.count for k, v in self.sums.items()} if self.count else {}
+        self.sums.clear()
+        self.count = 0
+        return out
+
+
+class Trainer:
+    def __init__(self, plan: TrainingPlan, info: distributed.DistInfo, device: torch.device):
+        self.plan, self.info, self.device = plan, info, device
+        self.plugins = plan.plugins
+        self.cfg = cfg = plan.config
+        t = cfg.train
+        if t.min_lr > t.lr:
+            raise UserInputError(f"train.min_lr ({t.min_lr}) must not exceed train.lr ({t.lr})")
+        seed_everything(t.seed + info.rank)
+
+        self.adapter = self.plugins.registry.get("env", cfg.components.env).build(cfg.env)
+        self.shape_meta = self.adapter.shape_meta
+        self.data = load_training_data(self._dataset_path(), self.adapter, cfg)
+        if len(self.data.train) < info.world_size:
+            raise DatasetError(
+                f"dataset {str(self.data.path)!r}: {len(self.data.train)} training windows for {info.world_size} processes"
+            )
+        self.model = build_policy(self.plugins, cfg, self.shape_meta, self.data.normalizer).to(device)
+        self.spec = spec_summary(cfg, self.shape_meta)
+        self.optimizer = make_optimizer(self.model, t, cfg.encoder)
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.ckpt_dir = plan.run_dir / "checkpoints"
+        resume_state = self._load_resume_state() if plan.resume else None
+        distributed.broadcast_module(self.model, info)  # every rank starts from rank 0's weights
+
+        self.ema = None
+        if t.ema and info.is_main:
+            copy_ = build_policy(self.plugins, cfg, self.shape_meta, copy.deepcopy(self.data.normalizer)).to(device)
+            copy_.load_state_dict(self.model.state_dict())
+            self.ema = EMA(copy_, power=t.ema_power, max_value=t.ema_max)
+            if resume_state is not None and resume_state.get("ema") is not None:
+                load_weights(self.ema.model, resume_state["ema"]["model"], self.ckpt_dir / LATEST)
+                self.ema.optimization_step = int(resume_state["ema"]["optimization_step"])
+        self.val_batches = fixed_batches(self.data.val, t.batch_size, t.val_batches, cfg.data.split_seed) if self.data.val else []
+        self.topk = TopK(self.ckpt_dir, t.topk)
+        self.last_rollout_step = -1
+        self.show_progress = t.progress and info.is_main and sys.stderr.isatty()
+        if resume_state is not None:
+            self._restore_rng(resume_state)
+
+    @property
+    def eval_policy(self) -> Policy:
+        """The EMA weights when kept (what evaluation uses), else the trained weights."""
+        return self.ema.model if self.ema is not None else self.model
+
+    # -----------------------------------------------------------------------------------------
+    # setup (nothing is written here)
+
+    def _dataset_path(self) -> Path:
+        if self.cfg.data.path is not None:
+            return Path(self.cfg.data.path)
+        # the env's cached demos: rank 0 generates them on first use while the others wait
+        if self.info.is_main:
+            path = self.adapter.default_dataset(progress=self.cfg.train.progress)
+            distributed.barrier(self.info)
+        else:
+            distributed.barrier(self.info)
+            path = self.adapter.default_dataset(progress=False)
+        return Path(path)
+
+    def _load_resume_state(self) -> dict:
+        path = self.ckpt_dir / LATEST
+        state = load_checkpoint(path)
+        check_compatible(state, self.spec, path)
+        load_weights(self.model, state["model"], path)
+        fresh = [{"betas": g["betas"], "weight_decay": g["weight_decay"]} for g in self.optimizer.param_groups]
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError) as exc:
+            raise UserInputError(f"checkpoint {str(path)!r}: optimizer state does not fit this model: {exc}") from None
+        for group, hparams in zip(self.optimizer.param_groups, fresh):
+            group.update(hparams)  # the config (with the resume's overrides) decides hyperparameters
+        self.step, self.epoch, self.batch_in_epoch = int(state["global_step"]), int(state["epoch"]), int(state["batch_in_epoch"])
+        if self.step >= self.cfg.train.max_steps:
+            raise UserInputError(
+                f"--resume: the run already reached step {self.step} >= train.max_steps={self.cfg.train.max_steps}; "
+                f"pass a larger train.max_steps=... to extend it"
+            )
+        return state
+
+    def _restore_rng(self, state: dict) -> None:
+        """Last step of setup, after every random initialisation, so training continues exactly."""
+        if self.info.is_main:
+            set_rng_state(state["rng"])
+        else:  # only rank 0's RNG is saved; the others restart from a reproducible seed
+            seed_everything(self.cfg.train.seed + self.info.rank + self.step)
+
+    # -----------------------------------------------------------------------------------------
+    # the run
+
+    def fit(self) -> Path:
+        run_dir = self._open_run_dir() if self.info.is_main else self.plan.run_dir
+        run = Run(dir=run_dir, name=run_dir.name, config=self.cfg.to_dict(), resumed=self.plan.resume)
+        if self.info.is_main:
+            logdispatch.open_loggers(self.plugins, run, self.cfg)
+            print(f"polx: {'resuming' if self.plan.resume else 'training'} in {run_dir} from step {self.step}", file=sys.stderr)
+        try:
+            self._loop(run)
+        finally:
+            if self.info.is_main:
+                logdispatch.close_loggers(run)
+        distributed.barrier(self.info)
+        return run_dir
+
+    def _open_run_dir(self) -> Path:
+        if self.plan.resume:
+            remove_stale_temp_files(self.ckpt_dir)
+            record_resume(self.plan.run_dir, self.cfg, self.plan.argv, self.step, self.plugins)
+            return self.plan.run_dir
+        run_dir = unique_dir(self.plan.run_dir)
+        extra = {
+            "dataset": str(self.data.path),
+            "device": str(self.device),
+            "world_size": self.info.world_size,
+            "episodes": {"train": self.data.n_train_episodes, "val": self.data.n_val_episodes},
+        }
+        create_run_dir(run_dir, self.cfg, manifest(self.plugins, self.plan.argv, extra))
+        self.ckpt_dir = run_dir / "checkpoints"
+        self.topk = TopK(self.ckpt_dir, self.cfg.train.topk)
+        return run_dir
+
+    def _loop(self, run: Run) -> None:
+        t = self.cfg.train
+        batches = EpochBatches(len(self.data.train), t.batch_size, t.seed, self.info.rank, self.info.world_size)
+        loader = make_loader(
+            self.data.train, batches, num_workers=t.num_workers, seed=t.seed + self.info.rank, pin_memory=self.device.type == "cuda"
+        )
+        window = _Window()
+        last_batch = None
+        with tqdm(total=t.max_steps, initial=self.step, desc="train", unit="step", disable=not self.show_progress, dynamic_ncols=True) as bar:
+            while self.step < t.max_steps:
+                batches.set_epoch(self.epoch, skip=self.batch_in_epoch)
+                for batch in loader:
+                    loss, metrics = self._train_step(batch)
+                    self.step += 1
+                    self.batch_in_epoch += 1
+                    window.add(loss, metrics)
+                    bar.update()
+                    bar.set_postfix(loss=f"{loss:.4f}", epoch=self.epoch, refresh=False)
+                    last_batch = batch
+                    if self.info.is_main:
+                        self._periodic(run, window, last_batch, bar)
+                    if self.step >= t.max_steps:
+                        break
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+            if self.info.is_main:
+                self._finish(run, window, last_batch)
+
+    def _train_step(self, batch: dict) -> tuple[float, dict]:
+        t = self.cfg.train
+        self.model.train()
+        loss, metrics = self.model.compute_loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        value = distributed.mean_scalar(loss, self.info)
+        if not math.isfinite(value):
+            latest = self.ckpt_dir / LATEST
+            kept = f"the last good checkpoint is {latest}" if latest.is_file() else "no checkpoint had been written yet"
+            raise PolxError(
+                f"non-finite loss ({value}) at step {self.step + 1} (epoch {self.epoch}); training stopped and {kept}. "
+                "Try a lower train.lr or train.grad_clip, or check the dataset for NaN/inf values"
+            )
+        distributed.average_gradients(self.model.parameters(), self.info)
+        metrics = dict(metrics or {})
+        if t.grad_clip > 0:
+            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        set_lr(self.optimizer, self._lr(self.step))
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return value, metrics
+
+    def _lr(self, step: int) -> float:
+        t = self.cfg.train
+        return lr_at(step, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps, max_steps=t.max_steps)
+
+    def _log(self, run: Run, metrics: dict, images: dict | None = None) -> None:
+        logdispatch.log(self.plugins, run, self.step, {**metrics, "epoch": self.epoch}, images or {})
+
+    def _periodic(self, run: Run, window: _Window, last_batch: dict, bar: tqdm) -> None:
+        t, ev, step = self.cfg.train, self.cfg.eval, self.step
+        if step % t.log_every == 0:
+            self._log(run, {**window.pop(), "lr": self._lr(step - 1)})
+        if t.val_every and step % t.val_every == 0:
+            self._log(run, self._validate(last_batch))
+        if ev.rollout_every and step % ev.rollout_every == 0:
+            self._rollout(run)
+        if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.max_steps:
+            save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
+
+    def _finish(self, run: Run, window: _Window, last_batch: dict | None) -> None:
+        pending = window.pop()
+        if pending:
+            self._log(run, {**pending, "lr": self._lr(self.step - 1)})
+        if self.cfg.eval.at_end and self.last_rollout_step != self.step:
+            self._rollout(run)
+        save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
+
+    # -----------------------------------------------------------------------------------------
+    # validation, rollouts, checkpoints (rank 0)
+
+    @torch.no_grad()
+    def _validate(self, train_batch: dict | None) -> dict[str, float]:
+        """Teacher-forced ``val_loss``; sampled ``val_action_mse`` and ``train_action_mse_error``.
+
+        The loss uses the trained weights, the sampled errors the evaluation (EMA) weights, as
+        diffusion_policy does. A forked RNG with a fixed seed makes the loss's noise the same at
+        every validation, so the curve shows the model changing, not the noise.
+        """
+        t = self.cfg.train
+        out: dict[str, float] = {}
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(t.seed)
+            self.model.eval()
+            try:
+                if self.val_batches:
+                    losses = [float(self.model.compute_loss(self.data.val.get_batch(idxs))[0]) for idxs in self.val_batches]
+                    out["val_loss"] = float(np.mean(losses))
+                    out["val_action_mse"] = self._action_mse(self.data.val.get_batch(self.val_batches[0]))
+                if train_batch is not None:
+                    out["train_action_mse_error"] = self._action_mse(train_batch)
+            finally:
+                self.model.train()
+        return out
+
+    def _action_mse(self, batch: dict) -> float:
+        generator = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed)
+        policy = self.eval_policy
+        was_training = policy.training
+        policy.eval()
+        pred = policy.predict_action(batch["obs"], num_steps=self.cfg.train.val_sample_steps, generator=generator)
+        policy.train(was_training)
+        return float(F.mse_loss(pred["action_pred"], batch["action"].to(self.device)))
+
+    def _rollout(self, run: Run) -> None:
+        ev = self.cfg.eval
+        self.last_rollout_step = self.step
+        if ev.n_test + ev.n_train == 0:
+            return
+        media = unique_dir(run.dir / "media" / f"rollout_{self.step}")
+        result = run_rollouts(self.plugins, self.cfg, self.adapter, self.eval_policy, media_dir=media, progress=self.show_progress)
+        self._log(run, result.metrics, result.images)
+        score = result.metrics.get("test_mean_score")
+        if score is not None:
+            self.topk.offer(score, self.epoch, self.step, self._checkpoint_state)
+
+    def _checkpoint_state(self) -> dict:
+        t = self.cfg.train
+        return {
+            "polx_version": polx.__version__,
+            "spec": self.spec,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {
+                "kind": "warmup_cosine",
+                "step": self.step,
+                "lr": t.lr,
+                "min_lr": t.min_lr,
+                "warmup_steps": t.warmup_steps,
+                "max_steps": t.max_steps,
+            },
+            "global_step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "rng": rng_state(),
+        }
