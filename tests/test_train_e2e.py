@@ -48,8 +48,13 @@ def test_run_directory_is_complete(run: Path, plugins) -> None:
     assert LATEST in names
     topk = [n for n in names if n.startswith("epoch=")]
     assert 1 <= len(topk) <= 2 and all("-test_mean_score=" in n for n in topk)
-    pngs = sorted(str(p.relative_to(run)) for p in (run / "media").rglob("*.png"))
+    pngs = sorted(str(p.relative_to(run)) for p in (run / "media" ).glob("rollout_*/*.png"))
     assert pngs == [f"media/rollout_{s}/episode_{k}.png" for s in (12, 6) for k in (0, 1)]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["global_step"] == 12
+    assert 0.0 <= summary["metrics"]["test_mean_score"] <= 1.0 and "val_loss" in summary["metrics"]
+    if toy_plugin.has_json_logger(plugins):
+        assert (run / "media" / "curves.png").stat().st_size > 1000
 
 
 def test_every_record_has_step_and_epoch_and_the_named_metrics(run: Path, plugins) -> None:
@@ -119,6 +124,21 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(plugins,
     state = load_checkpoint(run / "checkpoints" / LATEST)
     assert state["global_step"] == 6
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_resume_after_a_crash_logs_each_step_once(plugins, cache, tmp_path: Path) -> None:
+    """Steps logged after the last checkpoint by the crashed process are superseded, not duplicated."""
+    if not toy_plugin.has_json_logger(plugins):
+        pytest.skip("the json logger plugin (polx-plugin-loggers) is not installed")
+    with pytest.raises(PolxError, match="at step 9"):
+        toy_plugin.train_toy(plugins, tmp_path, cache, "objective.nan_at_call=9", "eval.rollout_every=0")
+    (run,) = tmp_path.glob("*/*")
+    steps = [json.loads(line)["global_step"] for line in (run / "logs.json.txt").read_text().splitlines()]
+    assert 8 in steps  # logged after the step-6 checkpoint, before the crash
+    toy_plugin.train_toy(plugins, tmp_path, cache, "train.max_steps=12", "objective.nan_at_call=null", resume_dir=run)
+    records = [json.loads(line) for line in (run / "logs.json.txt").read_text().splitlines()]
+    train_steps = [r["global_step"] for r in records if "train_loss" in r]
+    assert train_steps == sorted(set(train_steps)) == [2, 4, 6, 8, 10, 12]
 
 
 def test_bad_input_fails_before_the_run_directory_exists(plugins, cache, tmp_path: Path) -> None:

@@ -245,9 +245,15 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
     digest = hashlib.sha1(json.dumps([base_args, grid, list(overrides)]).encode()).hexdigest()[:8]
     root = out / "sweeps" / (name or f"{head}_{env}_{digest}")
     all_cells = cells(grid, root)
-    for cell in all_cells:  # every cell's config must resolve before anything is written
+    plans = [  # every cell's config must resolve before anything is written
         prepare_training(plugins_, head=head, env=env, objective=objective, dataset=dataset, loggers=loggers,
                          out=out, overrides=[*overrides, *cell.overrides])
+        for cell in all_cells
+    ]
+    if not summarize_only:
+        # the env's cached demos (one per distinct env config), made here, not raced for by K runs
+        for env_cfg in {p.config.env for p in plans if p.config.data.path is None}:
+            plugins_.registry.get("env", env).build(env_cfg).default_dataset(progress=True)
     if not summarize_only:
         mine = [c for i, c in enumerate(all_cells) if i % count == index]
         todo = [c for c in mine if cell_status(c) != "finished"]

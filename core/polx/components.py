@@ -131,3 +131,6 @@ class Run:
     loggers: dict[str, Any] = attrs.field(factory=dict)  # name -> Logger instance
     failed_loggers: set[str] = attrs.field(factory=set)  # loggers that raised once, now skipped
     resumed: bool = False
+    #: on resume, the checkpoint's step: records the interrupted process logged after it are
+    #: superseded by the resumed run (loggers that can rewrite history drop them)
+    resume_step: int | None = None

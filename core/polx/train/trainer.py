@@ -12,6 +12,7 @@ validates, rolls out and writes checkpoints.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import random
 import sys
@@ -34,6 +35,7 @@ from polx.runs import TrainingPlan
 from polx.train import distributed
 from polx.train.checkpoint import (
     LATEST,
+    atomic_write,
     TopK,
     check_compatible,
     load_checkpoint,
@@ -137,6 +139,7 @@ class Trainer:
         self.val_batches = fixed_batches(self.data.val, t.batch_size, t.val_batches, cfg.data.split_seed) if self.data.val else []
         self.topk = TopK(self.ckpt_dir, t.topk)
         self.last_rollout_step = -1
+        self.final_metrics: dict[str, float] = {}  # the latest rollout and validation figures
         self.show_progress = t.progress and info.is_main and sys.stderr.isatty()
         if resume_state is not None:
             self._restore_rng(resume_state)
@@ -193,7 +196,13 @@ class Trainer:
 
     def fit(self) -> Path:
         run_dir = self._open_run_dir() if self.info.is_main else self.plan.run_dir
-        run = Run(dir=run_dir, name=run_dir.name, config=self.cfg.to_dict(), resumed=self.plan.resume)
+        run = Run(
+            dir=run_dir,
+            name=run_dir.name,
+            config=self.cfg.to_dict(),
+            resumed=self.plan.resume,
+            resume_step=self.step if self.plan.resume else None,
+        )
         if self.info.is_main:
             logdispatch.open_loggers(self.plugins, run, self.cfg)
             print(f"polx: {'resuming' if self.plan.resume else 'training'} in {run_dir} from step {self.step}", file=sys.stderr)
@@ -202,8 +211,33 @@ class Trainer:
         finally:
             if self.info.is_main:
                 logdispatch.close_loggers(run)
+        if self.info.is_main:
+            self._report(run_dir)
         distributed.barrier(self.info)
         return run_dir
+
+    def _report(self, run_dir: Path) -> None:
+        """``summary.json`` (what sweeps read), the curves PNG, and where everything is."""
+        summary = {"status": "finished", "global_step": self.step, "epoch": self.epoch, "metrics": self.final_metrics}
+        atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        lines = [f"polx: finished {self.step} steps in {run_dir}"]
+        if "test_mean_score" in self.final_metrics:
+            lines.append(
+                f"  test_mean_score {self.final_metrics['test_mean_score']:.3f}"
+                + (f", success rate {self.final_metrics['test_success_rate']:.2f}" if "test_success_rate" in self.final_metrics else "")
+            )
+        lines.append(f"  checkpoints   {run_dir / 'checkpoints'}")
+        rollouts = sorted((run_dir / "media").glob("rollout_*"), key=lambda p: p.stat().st_mtime)
+        if rollouts:
+            lines.append(f"  trajectories  {rollouts[-1]}")
+        if (run_dir / "logs.json.txt").is_file():
+            try:
+                from polx.plot import plot_run
+
+                lines.append(f"  curves        {plot_run(run_dir)}")
+            except Exception as exc:  # a plot is a convenience; never fail a finished run on it
+                lines.append(f"  curves        not drawn ({exc}); try polx plot {run_dir}")
+        print("\n".join(lines), file=sys.stderr)
 
     def _open_run_dir(self) -> Path:
         if self.plan.resume:
@@ -287,7 +321,9 @@ class Trainer:
         if step % t.log_every == 0:
             self._log(run, {**window.pop(), "lr": self._lr(step - 1)})
         if t.val_every and step % t.val_every == 0:
-            self._log(run, self._validate(last_batch))
+            val = self._validate(last_batch)
+            self.final_metrics.update(val)
+            self._log(run, val)
         if ev.rollout_every and step % ev.rollout_every == 0:
             self._rollout(run)
         if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.max_steps:
@@ -346,6 +382,7 @@ class Trainer:
         media = unique_dir(run.dir / "media" / f"rollout_{self.step}")
         result = run_rollouts(self.plugins, self.cfg, self.adapter, self.eval_policy, media_dir=media, progress=self.show_progress)
         self._log(run, result.metrics, result.images)
+        self.final_metrics.update(result.metrics)
         score = result.metrics.get("test_mean_score")
         if score is not None:
             self.topk.offer(score, self.epoch, self.step, self._checkpoint_state)

@@ -53,12 +53,29 @@ def _record(step: int, metrics: Mapping[str, Any]) -> dict[str, float | int]:
     return record
 
 
+def drop_records_after(path: Path, step: int) -> int:
+    """Rewrite ``path`` without records whose ``global_step`` exceeds ``step``; returns how many went.
+
+    A run killed after its last checkpoint logged steps that the resumed run logs again; keeping
+    both would give the curve two values per step. The rewrite is atomic (temp file, rename).
+    """
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = [line for line in lines if json.loads(line).get("global_step", 0) <= step]
+    if len(keep) != len(lines):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(keep), encoding="utf-8")
+        os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
 class JsonLogger:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, resume_step: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists():
             drop_partial_last_line(self.path)
+            if resume_step is not None:
+                drop_records_after(self.path, resume_step)
         self._file = open(self.path, "a", encoding="utf-8")
 
     def log(self, step: int, metrics: Mapping[str, float], images: Mapping[str, str] | None = None) -> None:
@@ -70,4 +87,4 @@ class JsonLogger:
 
 
 def open_json_logger(config: Any, run: Run) -> JsonLogger:
-    return JsonLogger(Path(run.dir) / config.filename)
+    return JsonLogger(Path(run.dir) / config.filename, resume_step=run.resume_step)

@@ -1,0 +1,77 @@
+"""``polx sweep`` end to end: real ``polx train`` processes on the toy plugin, resumed sweeps skip
+finished cells, the summary CSV and heatmap are written, bad grids are refused before any run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from polx.sweep import Cell, cells, parse_grid, parse_shard
+from polx.errors import UserInputError
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))
+import toy_plugin  # noqa: E402
+
+
+@pytest.fixture
+def toy_env(tmp_path) -> dict:
+    """Environment in which the toy plugin is an installed distribution (entry point ``toy``)."""
+    site = tmp_path / "site"
+    info = site / "polx_toy-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: polx-toy\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[polx]\ntoy = toy_plugin\n")
+    path = os.pathsep.join([str(site), str(TESTS), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path, "POLX_DISABLE_PLUGINS": "envs,imf_attnres,ddpm_transformer"}
+
+
+def sweep(env: dict, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    base = toy_plugin.toy_overrides(tmp_path / "cache", "train.max_steps=4", "train.val_every=0", "eval.rollout_every=0",
+                                    "eval.n_test=2", "eval.n_train=0", "eval.n_vis=0", "eval.max_steps=8", "train.checkpoint_every=0")
+    cmd = [sys.executable, "-m", "polx", "sweep", "--head", "toy_mlp", "--env", "toy_reach", "--out", str(tmp_path / "runs"),
+           "--name", "grid", *args, *base]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_sweep_runs_the_grid_resumes_and_summarises(toy_env, tmp_path):
+    done = sweep(toy_env, tmp_path, "--grid", "head.hidden=8,16", "--grid", "train.lr=0.001,0.003", "--parallel", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    root = tmp_path / "runs" / "sweeps" / "grid"
+    rows = list(csv.DictReader(open(root / "summary.csv")))
+    assert [(r["head.hidden"], r["train.lr"]) for r in rows] == [("8", "0.001"), ("8", "0.003"), ("16", "0.001"), ("16", "0.003")]
+    assert all(r["status"] == "finished" and 0.0 <= float(r["test_mean_score"]) <= 1.0 for r in rows)
+    for r in rows:  # each cell trained with its own values
+        config = (Path(r["run_dir"]) / "config.yaml").read_text()
+        assert f"hidden: {r['head.hidden']}" in config and f"lr: {r['train.lr']}" in config
+    assert Image.open(root / "heatmap.png").size[0] > 100
+
+    again = sweep(toy_env, tmp_path, "--grid", "head.hidden=8,16", "--grid", "train.lr=0.001,0.003", "--parallel", "2")
+    assert again.returncode == 0 and "4 finished, running 0" in again.stdout
+
+
+def test_bad_grid_key_fails_before_anything_is_written(toy_env, tmp_path):
+    done = sweep(toy_env, tmp_path, "--grid", "head.hiden=8,16")
+    assert done.returncode == 2
+    assert "head.hiden: unknown key (did you mean head.hidden?)" in done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_grid_and_shard_parsing(tmp_path):
+    grid = parse_grid(["a.b=1,2,3", "c.d=x"])
+    assert grid == {"a.b": ["1", "2", "3"], "c.d": ["x"]}
+    all_cells = cells(grid, tmp_path)
+    assert len(all_cells) == 3 and isinstance(all_cells[0], Cell) and all_cells[0].overrides == ["a.b=1", "c.d=x"]
+    assert len({c.dir for c in all_cells}) == 3
+    assert parse_shard("1/3") == (1, 3)
+    for bad in ("3/3", "x", "1/0"):
+        with pytest.raises(UserInputError):
+            parse_shard(bad)
+    with pytest.raises(UserInputError):
+        parse_grid(["a.b="])
