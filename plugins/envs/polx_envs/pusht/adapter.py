@@ -1,0 +1,122 @@
+"""``PushTAdapter``: what polx needs to train on and roll out in PushT (the ``pusht`` env component)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from polx.errors import DatasetError
+from polx_envs.pusht.config import PushTConfig
+
+#: bump when the expert or the recorded layout changes, so stale cached datasets are not reused
+DATASET_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where generated datasets are kept: ``$POLX_CACHE_DIR``, else the user cache dir of polx."""
+    env = os.environ.get("POLX_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("polx"))
+
+
+class PushTAdapter:
+    """PushT for polx: observation keys by ``obs_type``, envs, dataset conversion and demos."""
+
+    name = "pusht"
+
+    def __init__(self, config: PushTConfig | None = None):
+        self.config = config or PushTConfig()
+        size = self.config.render_size
+        obs = {
+            "image": {"image": {"shape": [3, size, size], "type": "rgb"}, "agent_pos": {"shape": [2], "type": "low_dim"}},
+            "keypoints": {"keypoints": {"shape": [20], "type": "low_dim"}},
+            "state": {"state": {"shape": [5], "type": "low_dim"}},
+        }[self.config.obs_type]
+        self.shape_meta = {"obs": obs, "action": {"shape": [2]}}
+
+    def make_env(self):
+        from polx_envs.pusht.env import PushTEnv
+
+        c = self.config
+        return PushTEnv(obs_type=c.obs_type, render_size=c.render_size, legacy=c.legacy)
+
+    def dataset_obs(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Replay-buffer arrays -> this obs type's keys plus ``action`` (see the module docs of ``demos``)."""
+        kind = self.config.obs_type
+        needed = {"image": ("img", "state", "action"), "keypoints": ("keypoint", "state", "action"), "state": ("state", "action")}
+        missing = [k for k in needed[kind] if k not in data]
+        if missing:
+            raise DatasetError(
+                f"PushT with obs_type={kind} needs data/{', data/'.join(needed[kind])}; "
+                f"this dataset lacks data/{', data/'.join(missing)} (it has: {', '.join(sorted(data))})"
+            )
+        state = np.asarray(data["state"], dtype=np.float32)
+        out: dict[str, np.ndarray] = {}
+        if kind == "image":
+            img = np.asarray(data["img"])
+            size = self.config.render_size
+            if img.shape[1:] != (size, size, 3):
+                raise DatasetError(
+                    f"data/img has frames of shape {img.shape[1:]}; env.render_size={size} needs ({size}, {size}, 3) "
+                    f"(set env.render_size={img.shape[1]} to train on this dataset)"
+                )
+            # stored as float 0..255 (the original layout); whole numbers, so the cast is exact
+            out["image"] = img if img.dtype == np.uint8 else np.clip(np.rint(img), 0, 255).astype(np.uint8)
+            out["agent_pos"] = state[:, :2]
+        elif kind == "keypoints":
+            kps = np.asarray(data["keypoint"], dtype=np.float32).reshape(len(state), -1)
+            out["keypoints"] = np.concatenate([kps, state[:, :2]], axis=1)
+        else:
+            out["state"] = state
+        out["action"] = np.asarray(data["action"], dtype=np.float32)
+        return out
+
+    def default_dataset(self, progress: bool = True) -> Path:
+        """The cached expert dataset, generated on first use (announced on stderr, with a progress bar)."""
+        from polx.data.replay_buffer import ReplayBuffer
+
+        c = self.config
+        path = cache_dir() / (
+            f"pusht_expert_v{DATASET_VERSION}_{c.default_episodes}ep_seed{c.default_seed}_{c.render_size}px.zarr"
+        )
+        if path.exists():
+            ReplayBuffer.open(path)  # a damaged cache fails loudly, naming the path
+            return path
+        workers = max(1, min(os.cpu_count() or 1, c.default_episodes, 8))
+        print(
+            f"polx: generating the PushT expert dataset ({c.default_episodes} episodes, {workers} processes) "
+            f"at {path}; this happens once",
+            file=sys.stderr,
+        )
+        try:
+            self.generate_demos(path, c.default_episodes, seed=c.default_seed, workers=workers, progress=progress)
+        except DatasetError:
+            if not path.exists():  # another process may have finished the same dataset first
+                raise
+        return path
+
+    def generate_demos(
+        self, out: Path, episodes: int, seed: int = 0, workers: int = 1, keep_all: bool = False, progress: bool = True
+    ) -> dict:
+        """Expert demonstrations in the original layout at ``out``; returns a summary."""
+        from polx_envs.pusht.demos import generate
+
+        c = self.config
+        return generate(
+            Path(out),
+            episodes,
+            seed=seed,
+            workers=workers,
+            keep_all=keep_all,
+            progress=progress,
+            render_size=c.render_size,
+            legacy=c.legacy,
+            max_steps=c.demo_max_steps,
+        )

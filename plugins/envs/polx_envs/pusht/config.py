@@ -1,0 +1,28 @@
+"""PushT configuration and the core overrides ``--env pusht`` brings. Cheap: attrs only."""
+
+from __future__ import annotations
+
+from attrs import define, field
+
+from polx.config import in_range, one_of, positive
+
+OBS_TYPES = ("image", "keypoints", "state")
+
+
+@define(frozen=True, kw_only=True)
+class PushTConfig:
+    """The PushT benchmark of Diffusion Policy (Chi et al., 2023); see ``polx_envs.pusht.env``."""
+
+    obs_type: str = field(default="image", validator=one_of(*OBS_TYPES))  # image | keypoints | state
+    render_size: int = field(default=96, validator=[positive, in_range(8, 1024)])  # square frames, px
+    legacy: bool = True  # the benchmark's start-state placement (published scores use it)
+    default_episodes: int = field(default=200, validator=positive)  # size of the cached expert dataset
+    default_seed: int = field(default=0, validator=in_range(0, 2**31 - 1))  # first seed of that dataset
+    demo_max_steps: int = field(default=300, validator=positive)  # expert episodes stop here if unsolved
+
+
+#: core config overrides applied with ``--env pusht`` (the benchmark's evaluation protocol)
+PUSHT_PRESET = {
+    "policy": {"horizon": 16, "n_obs_steps": 2, "n_action_steps": 8},
+    "eval": {"max_steps": 300, "n_test": 50, "n_train": 6, "test_start_seed": 100000, "train_start_seed": 0},
+}

@@ -1,0 +1,136 @@
+"""Expert demonstrations in the layout of the published PushT dataset, generated in parallel.
+
+Each episode is recorded as the original teleoperation script records it: at every step the
+frame, state, keypoints and contact count *before* the action, and the action (the pusher target)
+taken from there; the step that solves the task ends the episode without a row of its own.
+
+``data/img`` (N, S, S, 3) float32 0..255, ``data/state`` (N, 5) float32 (angle in [0, 2 pi)),
+``data/keypoint`` (N, 9, 2) float32, ``data/action`` (N, 2) float32, ``data/n_contacts`` (N, 1)
+float32, ``meta/episode_ends`` (E,) int64.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import sys
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from polx_envs.pusht import geometry, render
+from polx_envs.pusht.env import PushTEnv
+from polx_envs.pusht.expert import PushTExpert
+
+
+def run_demo(seed: int, render_size: int = 96, legacy: bool = True, max_steps: int = 300) -> dict:
+    """One expert episode from the start state of ``seed``: its arrays and how it went."""
+    env = PushTEnv(obs_type="state", render_size=render_size, legacy=legacy)
+    env.reset(seed=seed)
+    expert = PushTExpert()
+    rows: dict[str, list] = {"img": [], "state": [], "keypoint": [], "action": [], "n_contacts": []}
+    n_contacts, success, max_coverage = 0, False, 0.0
+    for _ in range(max_steps):
+        sim = env.sim
+        # float32 before executing, so the stored actions replay to exactly these states
+        action = expert.act(sim).astype(np.float32)
+        rows["img"].append(render.render_frame(sim.agent_pos, sim.block_polygons(), sim.contact_markers(), render_size))
+        rows["state"].append(sim.state())
+        rows["keypoint"].append(geometry.keypoints(sim.block_pose))
+        rows["action"].append(action)
+        rows["n_contacts"].append([n_contacts])
+        _, _, terminated, _, info = env.step(action)
+        n_contacts, max_coverage = info["n_contacts"], max(max_coverage, info["coverage"])
+        if terminated:
+            success = True
+            break
+    data = {key: np.asarray(value, dtype=np.float32) for key, value in rows.items()}
+    return {"seed": seed, "success": success, "max_coverage": max_coverage, "data": data}
+
+
+def generate(
+    out: Path,
+    episodes: int,
+    seed: int = 0,
+    workers: int = 1,
+    keep_all: bool = False,
+    progress: bool = True,
+    render_size: int = 96,
+    legacy: bool = True,
+    max_steps: int = 300,
+) -> dict:
+    """Write ``episodes`` expert episodes (successful ones unless ``keep_all``) to a new store.
+
+    Seeds ``seed, seed + 1, ...`` are tried in order until enough episodes are kept (at most
+    ``2 * episodes + 5`` tries), so the dataset is the same whatever ``workers`` is. The store
+    appears at ``out`` only when complete.
+    """
+    from tqdm import tqdm
+
+    from polx.data.replay_buffer import ReplayBuffer
+    from polx.errors import PolxError
+
+    max_attempts = 2 * episodes + 5
+    kwargs = {"render_size": render_size, "legacy": legacy, "max_steps": max_steps}
+    attempted = kept = steps = successes = 0
+    coverages: list[float] = []
+    bar = tqdm(total=episodes, desc="PushT expert demos", unit="ep", disable=not progress, file=sys.stderr)
+    with bar, ReplayBuffer.writer(out) as rb, _Runner(workers) as runner:
+        for result in runner.map(run_demo, range(seed, seed + max_attempts), kwargs, stop=lambda: kept >= episodes):
+            attempted += 1
+            successes += result["success"]
+            coverages.append(result["max_coverage"])
+            if result["success"] or keep_all:
+                rb.add_episode(result["data"])
+                kept += 1
+                steps += len(result["data"]["action"])
+                bar.update(1)
+            bar.set_postfix(success=f"{successes}/{attempted}")
+        if kept < episodes:  # raising here discards the unfinished store
+            raise PolxError(
+                f"the PushT expert solved only {successes} of {attempted} start states, short of {episodes} episodes; "
+                "nothing was written (pass --keep-all to keep unsolved episodes too)"
+            )
+    return {
+        "path": str(out),
+        "episodes": kept,
+        "attempted": attempted,
+        "success_rate": successes / attempted,
+        "mean_max_coverage": float(np.mean(coverages)),
+        "steps": steps,
+        "seeds": [seed, seed + attempted - 1],
+    }
+
+
+class _Runner:
+    """Ordered map over seeds, in this process or a pool of spawned ones, stoppable early."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+
+    def __enter__(self) -> "_Runner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+    def map(self, fn, seeds, kwargs: dict, stop):
+        seeds = iter(seeds)
+        if self.pool is None:
+            for s in seeds:
+                if stop():
+                    return
+                yield fn(s, **kwargs)
+            return
+        # keep every worker busy; results come back in seed order
+        pending = deque(self.pool.apply_async(fn, (s,), kwargs) for s in itertools.islice(seeds, 2 * self.workers))
+        while pending and not stop():
+            result = pending.popleft().get()
+            nxt = next(seeds, None)
+            if nxt is not None:
+                pending.append(self.pool.apply_async(fn, (nxt,), kwargs))
+            yield result
