@@ -70,7 +70,7 @@ class ComponentsConfig:
 
 @define(frozen=True, kw_only=True)
 class TrainConfig:
-    max_steps: int = field(default=3000, validator=positive)
+    max_steps: int = field(default=100_000, validator=positive)
     batch_size: int = field(default=64, validator=positive)
     lr: float = field(default=1e-4, validator=positive)
     min_lr: float = field(default=0.0, validator=non_negative)
@@ -85,10 +85,10 @@ class TrainConfig:
     device: str = field(default="auto")  # auto | cpu | cuda | cuda:N
     num_workers: int = field(default=0, validator=non_negative)
     log_every: int = field(default=50, validator=positive)
-    val_every: int = field(default=500, validator=non_negative)  # 0 = never
+    val_every: int = field(default=1000, validator=non_negative)  # 0 = never
     val_batches: int = field(default=4, validator=positive)
     val_sample_steps: int | None = field(default=None, validator=positive)  # None: objective default
-    checkpoint_every: int = field(default=1000, validator=non_negative)  # 0 = only at the end
+    checkpoint_every: int = field(default=5000, validator=non_negative)  # 0 = only at the end
     topk: int = field(default=3, validator=non_negative)
     progress: bool = True
 
@@ -100,7 +100,7 @@ class TrainConfig:
 
 @define(frozen=True, kw_only=True)
 class EvalConfig:
-    rollout_every: int = field(default=1000, validator=non_negative)  # steps; 0 = only at the end
+    rollout_every: int = field(default=10_000, validator=non_negative)  # steps; 0 = only at the end
     at_end: bool = True
     n_test: int = field(default=50, validator=non_negative)
     n_train: int = field(default=6, validator=non_negative)

@@ -7,6 +7,7 @@ so it is computed without a backward graph.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
@@ -38,7 +39,9 @@ def time_derivative(
     tangents = (dz_dt.detach().to(dtype), torch.zeros_like(primals[1]), torch.ones_like(primals[2]))
     with sdpa_kernel(SDPBackend.MATH), torch.autocast(z.device.type, enabled=False):
         if impl == "func":
-            with torch.no_grad():  # forward-mode AD ignores no_grad; this only skips the backward graph
+            with torch.no_grad(), warnings.catch_warnings():  # no_grad only skips the backward graph
+                # torch's first forward-mode derivative scripts a helper and warns about jit itself
+                warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
                 _, du_dt = torch.func.jvp(u_fn, primals, tangents)
         else:
             with torch.enable_grad():  # the double-backward trick needs reverse-mode graphs
