@@ -13,8 +13,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 hash=$(cat constraints.txt pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -c1-16)
 stamp=".venv/.polx-bootstrap-$hash$dev"
-if [ -f "$stamp" ]; then
-  exit 0
+if [ -f "$stamp" ] || [ -f ".venv/.polx-bootstrap-$hash-dev" ]; then
+  exit 0  # up to date (a --dev install also satisfies a plain one)
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt)
 # torch first and pinned: an unpinned resolution pulls a newer build and several GB of CUDA wheels.
