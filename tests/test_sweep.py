@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from polx.sweep import Cell, cells, parse_grid, parse_shard
+from polx.sweep import Cell, cells, parse_grid, parse_shard, train_command
 from polx.errors import UserInputError
 
 TESTS = Path(__file__).resolve().parent
@@ -61,6 +61,17 @@ def test_bad_grid_key_fails_before_anything_is_written(toy_env, tmp_path):
     assert done.returncode == 2
     assert "head.hiden: unknown key (did you mean head.hidden?)" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_cell_killed_before_its_first_checkpoint_starts_over(tmp_path):
+    cell = cells({"a.b": ["1"]}, tmp_path)[0]
+    cell.dir.mkdir()
+    (cell.dir / "config.yaml").write_text("partial")  # what a run killed early leaves behind
+    cmd = train_command(cell, ["--head", "h", "--env", "e"], [])
+    assert "--run-dir" in cmd and not cell.dir.exists()
+    (cell.dir / "checkpoints").mkdir(parents=True)
+    (cell.dir / "checkpoints" / "latest.ckpt").write_bytes(b"x")
+    assert train_command(cell, [], [])[4:6] == ["--resume", str(cell.dir)]
 
 
 def test_grid_and_shard_parsing(tmp_path):

@@ -126,6 +126,22 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_checkpoint(plugins,
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_a_run_killed_before_its_summary_finishes_on_resume(plugins, cache, run: Path, tmp_path: Path) -> None:
+    """Killed between the final checkpoint and summary.json: --resume only finishes, no retraining."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    (copy / "summary.json").unlink()
+    rollouts_before = sorted(p.name for p in (copy / "media").glob("rollout_*"))
+    toy_plugin.train_toy(plugins, tmp_path, cache, resume_dir=copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    assert summary["global_step"] == 12 and "test_mean_score" in summary["metrics"]
+    assert sorted(p.name for p in (copy / "media").glob("rollout_*")) == rollouts_before  # no second rollout
+    with pytest.raises(UserInputError, match="already reached step 12"):
+        toy_plugin.train_toy(plugins, tmp_path, cache, resume_dir=copy)
+
+
 def test_resume_after_a_crash_logs_each_step_once(plugins, cache, tmp_path: Path) -> None:
     """Steps logged after the last checkpoint by the crashed process are superseded, not duplicated."""
     if not toy_plugin.has_json_logger(plugins):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
 from pathlib import Path
 
 from polx.errors import UserInputError
@@ -105,5 +106,7 @@ def plot_run(run_dir: Path, metrics: list[str] | None = None, out: Path | None =
     axes[-1].set_xlabel("global step")
     fig.suptitle(run_dir.resolve().name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
+    tmp = out.with_name(f".{out.name}.partial")
+    fig.savefig(tmp, dpi=100, format="png")
+    os.replace(tmp, out)  # a reader (or a kill) never sees half a PNG
     return out

@@ -95,7 +95,7 @@ def prepare_training(
         saved = read_run_config(resume_dir)
         if (head and head != saved["components"]["head"]) or (env and env != saved["components"]["env"]):
             raise UserInputError(
-                f"--resume {str(resume_dir)!r} is a {saved['components']['head']} / {saved['components']['env']} run; "
+                f"--resume {str(resume_dir)!r} is a run of head {saved['components']['head']!r} on env {saved['components']['env']!r}; "
                 "drop --head/--env or start a new run"
             )
         for path in config_files:

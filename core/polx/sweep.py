@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -87,6 +88,8 @@ def train_command(cell: Cell, base_args: list[str], overrides: list[str]) -> lis
     cmd = [sys.executable, "-m", "polx", "train"]
     if cell_status(cell) == "resumable":
         return cmd + ["--resume", str(cell.dir), *overrides, *cell.overrides]
+    if cell.dir.exists():  # a run killed before its first checkpoint: nothing to resume, start over
+        shutil.rmtree(cell.dir)
     return cmd + [*base_args, "--run-dir", str(cell.dir), *overrides, *cell.overrides]
 
 

@@ -62,6 +62,8 @@ def load_policy_arrays(path: str | Path, adapter: Any) -> tuple[dict[str, np.nda
     except _MissingArray as exc:
         have = ", ".join(rb.keys())
         raise DatasetError(f"{where}: the env needs data/{exc.args[0]}, which is missing; it has: {have}") from None
+    except DatasetError as exc:  # the adapter's own check: add which dataset it was
+        raise DatasetError(f"{where}: {exc}") from None
     missing = sorted({*adapter.shape_meta["obs"], "action"} - set(arrays))
     if missing:
         raise DatasetError(f"{where} lacks {', '.join(missing)}; it provides {', '.join(sorted(arrays))}")

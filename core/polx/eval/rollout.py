@@ -13,6 +13,7 @@ import concurrent.futures as cf
 import importlib
 import io
 import multiprocessing
+import os
 import warnings
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -118,11 +119,13 @@ def _draw(plugins, adapter, episodes: list[Episode], media_dir: Path | None) -> 
 def _render(plugins, env, episode: Episode, media_dir: Path) -> dict[str, str]:
     media_dir.mkdir(parents=True, exist_ok=True)
     path = media_dir / f"episode_{episode.index}.png"
-    drawn = plugins.hook.render_trajectory(env=env, episode=episode, path=str(path))
+    tmp = media_dir / f".episode_{episode.index}.partial.png"  # drawn aside, renamed: never a torn PNG
+    drawn = plugins.hook.render_trajectory(env=env, episode=episode, path=str(tmp))
     if drawn is None:
         warnings.warn(f"no plugin draws trajectories of {type(getattr(env, 'unwrapped', env)).__name__}; no PNG written", stacklevel=2)
         return {}
-    return {f"test/trajectory_{episode.index}": str(drawn)}
+    os.replace(drawn, path)
+    return {f"test/trajectory_{episode.index}": str(path)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -68,6 +68,8 @@ def save_checkpoint(path: Path, state: dict) -> Path:
 def load_checkpoint(path: Path) -> dict:
     """The checkpoint's dict on CPU; ``UserInputError`` for a missing file or one that is not a polx checkpoint."""
     path = Path(path)
+    if path.is_dir():
+        raise UserInputError(f"checkpoint {str(path)!r} is a directory; pass a .ckpt file, e.g. {str(path / LATEST)!r}")
     if not path.is_file():
         raise UserInputError(f"checkpoint {str(path)!r} does not exist")
     try:

@@ -140,6 +140,9 @@ class Trainer:
         self.topk = TopK(self.ckpt_dir, t.topk)
         self.last_rollout_step = -1
         self.final_metrics: dict[str, float] = {}  # the latest rollout and validation figures
+        if resume_state is not None:  # a run killed after its final checkpoint only has to finish
+            self.last_rollout_step = int(resume_state.get("last_rollout_step", -1))
+            self.final_metrics = dict(resume_state.get("final_metrics", {}))
         self.show_progress = t.progress and info.is_main and sys.stderr.isatty()
         if resume_state is not None:
             self._restore_rng(resume_state)
@@ -177,7 +180,7 @@ class Trainer:
         for group, hparams in zip(self.optimizer.param_groups, fresh):
             group.update(hparams)  # the config (with the resume's overrides) decides hyperparameters
         self.step, self.epoch, self.batch_in_epoch = int(state["global_step"]), int(state["epoch"]), int(state["batch_in_epoch"])
-        if self.step >= self.cfg.train.max_steps:
+        if self.step >= self.cfg.train.max_steps and (self.plan.run_dir / "summary.json").is_file():
             raise UserInputError(
                 f"--resume: the run already reached step {self.step} >= train.max_steps={self.cfg.train.max_steps}; "
                 f"pass a larger train.max_steps=... to extend it"
@@ -408,4 +411,6 @@ class Trainer:
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "rng": rng_state(),
+            "last_rollout_step": self.last_rollout_step,
+            "final_metrics": dict(self.final_metrics),
         }

@@ -68,4 +68,18 @@ def select_gl_backend() -> str:
     return backend
 
 
+def load_triton_first() -> None:
+    """Import triton (torch's kernel compiler) before MuJoCo renders, if it is installed.
+
+    Loaded into a process after libEGL (Mesa) has been initialised, triton segfaults (torch 2.14,
+    mujoco 4); loaded first, both work. torchvision imports it, so training with RoboIMI in one
+    process (the cached dataset generated, then the policy built) would otherwise crash.
+    """
+    try:
+        import triton  # noqa: F401
+    except Exception:  # absent or broken: nothing to protect
+        pass
+
+
+load_triton_first()  # before the EGL probe below: loading libEGL first is enough to crash triton later
 GL_BACKEND = select_gl_backend()
