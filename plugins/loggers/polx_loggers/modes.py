@@ -72,3 +72,22 @@ class ImageSender:
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(f"{self.tracker}: image {key!r} was not logged: {type(exc).__name__}: {exc}", stacklevel=4)
+
+
+class TrackerLogger:
+    """A SwanLab or W&B run as a polx logger: scalars first, then images (never fatal); finished on close."""
+
+    def __init__(self, tracker: str, tracker_run: Any, make_image: Callable[[str], Any], after_finish: Callable[[], Any] | None = None):
+        self._run = tracker_run
+        self._images = ImageSender(tracker, make_image)
+        self._after_finish = after_finish
+
+    def log(self, step: int, metrics: Mapping[str, float], images: Mapping[str, str]) -> None:
+        if metrics:
+            self._run.log(dict(metrics), step=step)
+        self._images.send(lambda media: self._run.log(media, step=step), images)
+
+    def close(self) -> None:
+        self._run.finish()
+        if self._after_finish is not None:
+            self._after_finish()

@@ -9,28 +9,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Mapping
 
 from polx.components import Run
 from polx_loggers.config import SWANLAB_MODES, SwanLabConfig
-from polx_loggers.modes import ImageSender, resolve_mode
+from polx_loggers.modes import TrackerLogger, resolve_mode
 
 
-class SwanLabLogger:
-    def __init__(self, sw_run: Any, make_image: Any):
-        self._run = sw_run
-        self._images = ImageSender("swanlab", make_image)
-
-    def log(self, step: int, metrics: Mapping[str, float], images: Mapping[str, str]) -> None:
-        if metrics:
-            self._run.log(dict(metrics), step=step)
-        self._images.send(lambda media: self._run.log(media, step=step), images)
-
-    def close(self) -> None:
-        self._run.finish()
-
-
-def open_swanlab_logger(config: SwanLabConfig, run: Run) -> SwanLabLogger:
+def open_swanlab_logger(config: SwanLabConfig, run: Run) -> TrackerLogger:
     mode, notice = resolve_mode("swanlab", config.mode, SWANLAB_MODES)
     log_dir = Path(run.dir) / "swanlab"
     if notice:
@@ -54,4 +39,4 @@ def open_swanlab_logger(config: SwanLabConfig, run: Run) -> SwanLabLogger:
         config=dict(run.config),
         settings=settings,
     )
-    return SwanLabLogger(sw_run, swanlab.Image)
+    return TrackerLogger("swanlab", sw_run, swanlab.Image)

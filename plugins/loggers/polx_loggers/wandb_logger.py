@@ -11,33 +11,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Mapping
 
 from polx.components import Run
 from polx_loggers.config import WANDB_MODES, WandbConfig
-from polx_loggers.modes import ImageSender, resolve_mode
+from polx_loggers.modes import TrackerLogger, resolve_mode
 
 
-class WandbLogger:
-    def __init__(self, wb_run: Any, make_image: Any):
-        self._run = wb_run
-        self._images = ImageSender("wandb", make_image)
-
-    def log(self, step: int, metrics: Mapping[str, float], images: Mapping[str, str]) -> None:
-        if metrics:
-            self._run.log(dict(metrics), step=step)
-        self._images.send(lambda media: self._run.log(media, step=step), images)
-
-    def close(self) -> None:
-        import wandb
-
-        self._run.finish()
-        # finish returns before wandb-core has written the offline store; teardown waits for it
-        # and stops the helper process, so a closed logger has everything on disk
-        wandb.teardown()
-
-
-def open_wandb_logger(config: WandbConfig, run: Run) -> WandbLogger:
+def open_wandb_logger(config: WandbConfig, run: Run) -> TrackerLogger:
     mode, notice = resolve_mode("wandb", config.mode, WANDB_MODES)
     run_dir = Path(run.dir)
     if notice:
@@ -60,4 +40,6 @@ def open_wandb_logger(config: WandbConfig, run: Run) -> WandbLogger:
         config=dict(run.config),
         settings=settings,
     )
-    return WandbLogger(wb_run, wandb.Image)
+    # finish returns before wandb-core has written the offline store; teardown waits for it and
+    # stops the helper process, so a closed logger has everything on disk
+    return TrackerLogger("wandb", wb_run, wandb.Image, after_finish=wandb.teardown)
