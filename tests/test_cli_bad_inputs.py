@@ -41,14 +41,6 @@ def installed_plugins():
     return load_plugins(entry_points=list(metadata.entry_points(group="polx")))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """The watched tree: ``demos.zarr`` (PushT keypoints), finished runs ``imf`` and ``ddpm``, and damaged copies."""
@@ -189,7 +181,7 @@ CASES = [
     ("resume_finished_run", ["train", "--resume", "{root}/imf"], 2, ["already reached step 2", "train.max_steps"]),
     ("resume_not_a_run", ["train", "--resume", "{root}/not_a_run"], 2, ["not_a_run", "not a polx run directory"]),
     ("resume_with_other_head", ["train", "--resume", "{root}/imf", "--head", "ddpm_transformer", "train.max_steps=4"], 2,
-     ["imf_attnres / pusht run", "drop --head/--env"]),
+     ["is a run of head 'imf_attnres' on env 'pusht'", "drop --head/--env"]),
     ("resume_shape_change", ["train", "--resume", "{root}/imf", "train.max_steps=4", "head.n_emb=64"], 2, ["does not fit the policy"]),
     ("run_dir_not_empty", [*TRAIN, "--run-dir", "{root}/imf"], 2, ["exists and is not empty", "--resume"]),
     # data generate onto an existing path

@@ -76,15 +76,6 @@ class RecorderPlugin:
 # fixtures
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: thread start-up costs more than it saves, and 2 cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def plugins():
     loaded = load_plugins(entry_points=list(metadata.entry_points(group="polx")), extra=[("e2e_recorder", RecorderPlugin())])
