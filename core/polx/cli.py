@@ -167,7 +167,8 @@ def train(
     \b
     Config sources, later wins: defaults, env preset, head preset, --config FILE, KEY=VALUE.
     Examples:
-      polx train --head imf_attnres --env pusht
+      polx train --head imf_attnres --env pusht --config configs/quickstart_cpu.yaml  # minutes on a CPU
+      polx train --head imf_attnres --env pusht train.device=cuda                     # full strength
       polx train --head imf_attnres --env pusht train.max_steps=50000 head.n_emb=384
       polx train --head ddpm_transformer --env pusht --dataset data/pusht_cchi_v7_replay.zarr
       polx train --resume runs/2026-01-01/12-00-00_imf_attnres_pusht train.max_steps=20000
