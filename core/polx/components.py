@@ -130,6 +130,8 @@ class Run:
     config: dict  # the resolved config as plain data (no secrets)
     loggers: dict[str, Any] = attrs.field(factory=dict)  # name -> Logger instance
     failed_loggers: set[str] = attrs.field(factory=set)  # loggers that raised once, now skipped
+    failed_sinks: set[str] = attrs.field(factory=set)  # plugins whose log_metrics raised once, now skipped
+    warned: set[str] = attrs.field(factory=set)  # dropped-value warnings already given (once each)
     resumed: bool = False
     #: on resume, the checkpoint's step: records the interrupted process logged after it are
     #: superseded by the resumed run (loggers that can rewrite history drop them)

@@ -289,7 +289,7 @@ def _nest(path: list[str], value: Any) -> dict:
 # resolution
 
 
-def _defaults(cls: type) -> dict:
+def defaults_of(cls: type) -> dict:
     """The class's defaults as plain data; required fields (no default) are left out."""
     out = {}
     for a in attrs.fields(cls):
@@ -339,7 +339,7 @@ def _leaf_paths(tree: Mapping, prefix: str = "") -> Iterable[str]:
             yield path
 
 
-def _structure_section(section: str, data: Any, cls: type, problems: list[str]) -> Any:
+def structure_section(section: str, data: Any, cls: type, problems: list[str]) -> Any:
     try:
         return converter.structure(data, cls)
     except cattrs.ClassValidationError as exc:
@@ -405,18 +405,19 @@ def resolve_config(
         schema[f"loggers.{name}"] = cls
 
     if base is None:
-        tree: dict = {sec: _defaults(cls) for sec, cls in CORE_SECTIONS.items()}
-        tree.update(head=_defaults(head_c.config_cls), objective=_defaults(obj_c.config_cls), env=_defaults(env_c.config_cls))
-        tree["loggers"] = {name: _defaults(cls) for name, cls in logger_classes.items()}
+        tree: dict = {sec: defaults_of(cls) for sec, cls in CORE_SECTIONS.items()}
+        tree.update(head=defaults_of(head_c.config_cls), objective=defaults_of(obj_c.config_cls), env=defaults_of(env_c.config_cls))
+        tree["loggers"] = {name: defaults_of(cls) for name, cls in logger_classes.items()}
         for comp in (env_c, head_c, obj_c):
             tree = deep_merge(tree, comp.preset)
     else:
         tree = {k: v for k, v in base.items() if k != "components"}
-        tree["loggers"] = deep_merge({n: _defaults(c) for n, c in logger_classes.items()}, tree.get("loggers") or {})
+        tree["loggers"] = deep_merge({n: defaults_of(c) for n, c in logger_classes.items()}, tree.get("loggers") or {})
 
     for path in config_files:
         data = load_config_file(path)
-        data.pop("components", None) if isinstance(data.get("components"), Mapping) else None
+        if isinstance(data.get("components"), Mapping):
+            del data["components"]  # a run's config.yaml as --config: components come from the flags
         tree = deep_merge(tree, data)
     for text in overrides:
         keys, value = parse_override(text)
@@ -430,12 +431,12 @@ def resolve_config(
 
     sections: dict[str, Any] = {}
     for sec, cls in CORE_SECTIONS.items():
-        sections[sec] = _structure_section(sec, tree.get(sec, {}), cls, problems)
-    sections["head"] = _structure_section("head", tree.get("head", {}), head_c.config_cls, problems)
-    sections["objective"] = _structure_section("objective", tree.get("objective", {}), obj_c.config_cls, problems)
-    sections["env"] = _structure_section("env", tree.get("env", {}), env_c.config_cls, problems)
+        sections[sec] = structure_section(sec, tree.get(sec, {}), cls, problems)
+    sections["head"] = structure_section("head", tree.get("head", {}), head_c.config_cls, problems)
+    sections["objective"] = structure_section("objective", tree.get("objective", {}), obj_c.config_cls, problems)
+    sections["env"] = structure_section("env", tree.get("env", {}), env_c.config_cls, problems)
     sections["loggers"] = {
-        name: _structure_section(f"loggers.{name}", (tree.get("loggers") or {}).get(name, {}), cls, problems)
+        name: structure_section(f"loggers.{name}", (tree.get("loggers") or {}).get(name, {}), cls, problems)
         for name, cls in logger_classes.items()
     }
     if problems:

@@ -44,24 +44,10 @@ def close_loggers(run: Run) -> None:
     run.loggers.clear()
 
 
-class _Dispatch:
-    """Per-run state: which implementations failed, which keys were already warned about."""
-
-    def __init__(self) -> None:
-        self.failed_impls: set[str] = set()
-        self.warned: set[str] = set()
-
-    def warn_once(self, key: str, message: str) -> None:
-        if key not in self.warned:
-            self.warned.add(key)
-            warnings.warn(message, stacklevel=3)
-
-
-_STATE: dict[int, _Dispatch] = {}
-
-
-def _state(run: Run) -> _Dispatch:
-    return _STATE.setdefault(id(run), _Dispatch())
+def _warn_once(run: Run, key: str, message: str) -> None:
+    if key not in run.warned:
+        run.warned.add(key)
+        warnings.warn(message, stacklevel=3)
 
 
 def _is_video_like(value: Any) -> bool:
@@ -73,7 +59,6 @@ def _is_video_like(value: Any) -> bool:
 
 def clean_metrics(run: Run, metrics: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
-    st = _state(run)
     for key, value in metrics.items():
         if isinstance(value, bool):
             out[key] = float(value)
@@ -85,23 +70,22 @@ def clean_metrics(run: Run, metrics: Mapping[str, Any]) -> dict[str, float]:
             out[key] = float(value)
             continue
         if _is_video_like(value):
-            st.warn_once(f"video:{key}", f"metric {key!r} looks like a video and was dropped: polx logs no videos")
+            _warn_once(run, f"video:{key}", f"metric {key!r} looks like a video and was dropped: polx logs no videos")
         else:
-            st.warn_once(f"type:{key}", f"metric {key!r} is not a number ({type(value).__name__}) and was dropped")
+            _warn_once(run, f"type:{key}", f"metric {key!r} is not a number ({type(value).__name__}) and was dropped")
     return out
 
 
 def clean_images(run: Run, images: Mapping[str, Any] | None) -> dict[str, str]:
     out: dict[str, str] = {}
-    st = _state(run)
     for key, value in (images or {}).items():
         suffix = Path(str(value)).suffix.lower() if isinstance(value, (str, Path)) else ""
         if suffix in _IMAGE_SUFFIXES:
             out[key] = str(value)
         elif suffix in _VIDEO_SUFFIXES or _is_video_like(value):
-            st.warn_once(f"video:{key}", f"image {key!r} is a video and was dropped: polx logs no videos")
+            _warn_once(run, f"video:{key}", f"image {key!r} is a video and was dropped: polx logs no videos")
         else:
-            st.warn_once(f"image:{key}", f"image {key!r} must be the path of a PNG or JPEG file; dropped")
+            _warn_once(run, f"image:{key}", f"image {key!r} must be the path of a PNG or JPEG file; dropped")
     return out
 
 
@@ -109,14 +93,13 @@ def log(plugins: Any, run: Run, step: int, metrics: Mapping[str, Any], images: M
     """Send one record to every ``log_metrics`` implementation, each in isolation."""
     clean = clean_metrics(run, metrics)
     pictures = clean_images(run, images)
-    st = _state(run)
     for impl in plugins.pm.hook.log_metrics.get_hookimpls():
-        if impl.plugin_name in st.failed_impls:
+        if impl.plugin_name in run.failed_sinks:
             continue
         try:
             impl.function(run=run, step=step, metrics=clean, images=pictures)
         except Exception as exc:
-            st.failed_impls.add(impl.plugin_name)
+            run.failed_sinks.add(impl.plugin_name)
             warnings.warn(
                 f"log_metrics of plugin {impl.plugin_name!r} failed and is skipped from now on: {type(exc).__name__}: {exc}",
                 stacklevel=2,

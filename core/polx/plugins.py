@@ -197,7 +197,7 @@ def load_plugins(
         if "*" in disabled or name in disabled:
             info.status = "disabled"
             continue
-        if pm.has_plugin(name) or pm.get_plugin(name) is not None:
+        if pm.has_plugin(name):
             info.status, info.error = "broken", f"a plugin named {name!r} is already loaded"
             continue
         try:

@@ -8,7 +8,7 @@ import sys
 import attrs
 import pytest
 
-from polx.config import _defaults, _structure_section, converter
+from polx.config import converter, defaults_of, structure_section
 from polx.errors import UserInputError
 from polx_loggers.config import SWANLAB_MODES, WANDB_MODES, JsonLoggerConfig, SwanLabConfig, WandbConfig
 from polx_loggers.modes import resolve_mode
@@ -49,7 +49,7 @@ def test_local_mode_is_swanlab_only():
 
 @pytest.mark.parametrize("cls", [JsonLoggerConfig, SwanLabConfig, WandbConfig])
 def test_every_option_has_a_default_and_round_trips(cls):
-    defaults = _defaults(cls)
+    defaults = defaults_of(cls)
     assert set(defaults) == {a.name for a in attrs.fields(cls)}
     assert converter.structure(defaults, cls) == cls()
 
@@ -58,7 +58,7 @@ def test_config_values_are_structured_and_bad_modes_named():
     cfg = converter.structure({"mode": "local", "tags": ["a", "b"], "project": "p"}, SwanLabConfig)
     assert cfg.mode == "local" and cfg.tags == ("a", "b")
     problems: list[str] = []
-    _structure_section("loggers.wandb", {"mode": "local"}, WandbConfig, problems)
+    structure_section("loggers.wandb", {"mode": "local"}, WandbConfig, problems)
     assert problems == ["loggers.wandb.mode: must be one of online, offline, disabled; got 'local'"]
 
 
