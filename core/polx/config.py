@@ -312,7 +312,7 @@ def _valid_keys(prefix: str, cls: type) -> list[str]:
     return keys
 
 
-def _unknown_keys(raw: Mapping, schema: Mapping[str, type | None], prefix: str = "") -> list[str]:
+def unknown_keys(raw: Mapping, schema: Mapping[str, type | None], prefix: str = "") -> list[str]:
     """Dotted paths in ``raw`` that no schema class has; schema maps section -> attrs class."""
     problems = []
     all_keys: list[str] = []
@@ -425,7 +425,7 @@ def resolve_config(
             raise UserInputError(f"{'.'.join(keys)}: set components with --head/--env/--objective/--logger")
         tree = set_dotted(tree, keys, value)
 
-    problems = _unknown_keys(_flatten_loggers(tree), schema)
+    problems = unknown_keys(_flatten_loggers(tree), schema)
     if problems:
         raise ConfigError(problems)
 
