@@ -83,6 +83,9 @@ class TrainConfig:
     ema_max: float = field(default=0.9999, validator=in_range(0.0, 1.0))
     seed: int = 42
     device: str = field(default="auto")  # auto | cpu | cuda | cuda:N
+    # torch CPU threads; None: torch's default, one per physical core (what measured fastest on
+    # a 2-core machine: 0.09 s against 0.12 s per quickstart step with one thread)
+    threads: int | None = field(default=None, validator=positive)
     num_workers: int = field(default=0, validator=non_negative)
     log_every: int = field(default=50, validator=positive)
     val_every: int = field(default=1000, validator=non_negative)  # 0 = never

@@ -16,6 +16,7 @@ import json
 import math
 import random
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -111,6 +112,8 @@ class Trainer:
         t = cfg.train
         if t.min_lr > t.lr:
             raise UserInputError(f"train.min_lr ({t.min_lr}) must not exceed train.lr ({t.lr})")
+        if t.threads is not None:
+            torch.set_num_threads(t.threads)
         seed_everything(t.seed + info.rank)
 
         self.adapter = self.plugins.registry.get("env", cfg.components.env).build(cfg.env)
@@ -124,6 +127,7 @@ class Trainer:
         self.spec = spec_summary(cfg, self.shape_meta)
         self.optimizer = make_optimizer(self.model, t, cfg.encoder)
         self.step = self.epoch = self.batch_in_epoch = 0
+        self.train_time = 0.0  # seconds spent in training steps (not validation, rollouts or saving)
         self.ckpt_dir = plan.run_dir / "checkpoints"
         resume_state = self._load_resume_state() if plan.resume else None
         distributed.broadcast_module(self.model, info)  # every rank starts from rank 0's weights
@@ -143,7 +147,10 @@ class Trainer:
         if resume_state is not None:  # a run killed after its final checkpoint only has to finish
             self.last_rollout_step = int(resume_state.get("last_rollout_step", -1))
             self.final_metrics = dict(resume_state.get("final_metrics", {}))
+            self.train_time = float(resume_state.get("train_time", 0.0))
         self.show_progress = t.progress and info.is_main and sys.stderr.isatty()
+        # under nohup or a scheduler there is no bar: one plain line per log_every steps instead
+        self.print_progress = t.progress and info.is_main and not self.show_progress
         if resume_state is not None:
             self._restore_rng(resume_state)
 
@@ -271,7 +278,9 @@ class Trainer:
             while self.step < t.max_steps:
                 batches.set_epoch(self.epoch, skip=self.batch_in_epoch)
                 for batch in loader:
+                    started = time.perf_counter()
                     loss, metrics = self._train_step(batch)
+                    self.train_time += time.perf_counter() - started
                     self.step += 1
                     self.batch_in_epoch += 1
                     window.add(loss, metrics)
@@ -322,7 +331,10 @@ class Trainer:
     def _periodic(self, run: Run, window: _Window, last_batch: dict, bar: tqdm) -> None:
         t, ev, step = self.cfg.train, self.cfg.eval, self.step
         if step % t.log_every == 0:
-            self._log(run, {**window.pop(), "lr": self._lr(step - 1)})
+            record = {**window.pop(), "lr": self._lr(step - 1), "train_time_s": self.train_time}
+            self._log(run, record)
+            if self.print_progress:
+                self._print_progress(record)
         if t.val_every and step % t.val_every == 0:
             val = self._validate(last_batch)
             self.final_metrics.update(val)
@@ -332,10 +344,29 @@ class Trainer:
         if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.max_steps:
             save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
 
+    def _print_progress(self, record: dict) -> None:
+        """``step 1200/5000  loss 0.0412  lr 1.9e-03  8.3 steps/s  ETA 7m38s`` (steps/s over training steps only)."""
+        t = self.cfg.train
+        now = time.perf_counter()
+        last = getattr(self, "_progress_mark", None)
+        self._progress_mark = (now, self.step)
+        if last is None or self.step <= last[1]:
+            rate = self.step / self.train_time if self.train_time > 0 else float("nan")
+        else:
+            rate = (self.step - last[1]) / (now - last[0])  # wall clock: includes validation and rollouts
+        eta = (t.max_steps - self.step) / rate if rate > 0 else float("nan")
+        eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
+        print(
+            f"polx: step {self.step}/{t.max_steps}  loss {record.get('train_loss', float('nan')):.4f}  "
+            f"lr {record['lr']:.2e}  {rate:.2f} steps/s  ETA {eta_text}",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def _finish(self, run: Run, window: _Window, last_batch: dict | None) -> None:
         pending = window.pop()
         if pending:
-            self._log(run, {**pending, "lr": self._lr(self.step - 1)})
+            self._log(run, {**pending, "lr": self._lr(self.step - 1), "train_time_s": self.train_time})
         if self.cfg.eval.at_end and self.last_rollout_step != self.step:
             self._rollout(run)
         save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
@@ -384,7 +415,9 @@ class Trainer:
             return
         media = unique_dir(run.dir / "media" / f"rollout_{self.step}")
         result = run_rollouts(self.plugins, self.cfg, self.adapter, self.eval_policy, media_dir=media, progress=self.show_progress)
-        self._log(run, result.metrics, result.images)
+        self._log(run, {**result.metrics, "train_time_s": self.train_time}, result.images)
+        if self.print_progress and "test_mean_score" in result.metrics:
+            print(f"polx: step {self.step}  test_mean_score {result.metrics['test_mean_score']:.3f}", file=sys.stderr, flush=True)
         self.final_metrics.update(result.metrics)
         score = result.metrics.get("test_mean_score")
         if score is not None:
@@ -413,4 +446,5 @@ class Trainer:
             "rng": rng_state(),
             "last_rollout_step": self.last_rollout_step,
             "final_metrics": dict(self.final_metrics),
+            "train_time": self.train_time,
         }

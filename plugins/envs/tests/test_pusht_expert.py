@@ -120,7 +120,7 @@ def test_generation_that_cannot_succeed_writes_nothing(tmp_path):
 
 def test_default_dataset_is_generated_once_in_the_cache(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("POLX_CACHE_DIR", str(tmp_path / "cache"))
-    adapter = PushTAdapter(PushTConfig(default_episodes=1, default_seed=QUICK_SEEDS[0], render_size=32))
+    adapter = PushTAdapter(PushTConfig(default_data="expert", default_episodes=1, default_seed=QUICK_SEEDS[0], render_size=32))
     path = adapter.default_dataset(progress=False)
     assert path.parent == tmp_path / "cache" and ReplayBuffer.open(path).n_episodes == 1
     assert "generating the PushT expert dataset" in capsys.readouterr().err

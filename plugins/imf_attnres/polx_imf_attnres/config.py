@@ -40,8 +40,19 @@ class IMFAttnResConfig:
 
 @define(frozen=True, kw_only=True)
 class IMFConfig:
-    """The ``imf`` objective (improved MeanFlow) and its sampler."""
+    """The ``imf`` objective (improved MeanFlow) and its sampler.
 
+    ``variant`` picks the training semantics (both documented in ``objective.py``):
+
+    * ``polx``: times from ``time_sampler`` with a ``r_equals_t_ratio`` share at r = t; the JVP's
+      tangent is the head's v-head output, which gets its own loss term (a head without a
+      v-head uses ``u(z, t, t)``);
+    * ``reference``: the MeanFlow paper's semantics: t, r ~ U(0, 1) sorted so t >= r, the tangent
+      ``v = u(z, t, t)`` (a v-head, if the head has one, is not used), and the loss is the MSE of
+      ``V`` alone. ``time_sampler`` and ``r_equals_t_ratio`` are ignored.
+    """
+
+    variant: str = field(default="polx", validator=one_of("polx", "reference"))
     time_sampler: str = field(default="logit_normal", validator=one_of("logit_normal", "uniform"))
     logit_normal_mean: float = -0.4
     logit_normal_std: float = field(default=1.0, validator=positive)

@@ -9,6 +9,13 @@ conditional velocity ``e - x``. The head predicts the average velocity ``u(z, r,
     loss = w(|V - (e - x)|^2) + w(|v - (e - x)|^2)
 
 Sampling needs one evaluation: ``x = z - (t - r) u(z, r=0, t=1)`` for ``z ~ N(0, I)``.
+
+Two training variants (``objective.variant``), ablated in ``benchmarks/README.md``:
+
+* ``polx``: logit-normal times with half the batch at r = t (there ``V = u`` and the JVP is
+  skipped), the tangent ``v`` from a separate v-head trained by the second loss term;
+* ``reference``: t, r ~ U(0, 1) sorted, the tangent ``v = u(z, t, t)`` (no v-head), and the
+  loss ``|V - (e - x)|^2`` alone.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class IMFObjective:
         self.config = config
         self.default_num_steps = config.default_num_steps
         self.jvp_impl = config.jvp_impl  # becomes "autograd" if torch.func fails once
+        self.reference = config.variant == "reference"
 
     # ------------------------------------------------------------------ training
 
@@ -50,6 +58,9 @@ class IMFObjective:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(r, t)``, each (B,) in [0, 1] with r <= t; a ``r_equals_t_ratio`` share of them has r = t."""
         cfg = self.config
+        if self.reference:  # t, r ~ U(0, 1), sorted; no forced r = t
+            draws = torch.rand(2, batch_size, generator=generator, device=device)
+            return draws.min(dim=0).values, draws.max(dim=0).values
         if cfg.time_sampler == "logit_normal":
             normal = torch.randn(2, batch_size, generator=generator, device=device)
             draws = torch.sigmoid(cfg.logit_normal_mean + cfg.logit_normal_std * normal)
@@ -66,6 +77,8 @@ class IMFObjective:
     ) -> Velocities:
         """Head outputs at (z, r, t), the JVP ``du/dt`` along the predicted velocity, and ``V``."""
         u, v = head(z, r, t, cond)
+        if self.reference:
+            v = None  # the reference semantics have no v-head: a head's v output is not used
         if v is None:  # no v-head: the boundary condition u(z, t, t) = v(z, t)
             with torch.no_grad():
                 tangent = head(z, t, t, cond)[0]

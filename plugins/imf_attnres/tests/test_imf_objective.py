@@ -300,3 +300,41 @@ def test_sampling_is_reproducible_and_leaves_the_mode_alone(train):
     assert head.training == train
     if not train:
         torch.testing.assert_close(a, obj.sample(head, cond, 1, torch.Generator().manual_seed(7)))
+
+
+# ---------------------------------------------------------------------------------------------
+# objective.variant=reference: the MeanFlow paper's semantics
+
+
+@settings(max_examples=25, deadline=None)
+@given(batch_size=st.integers(1, 64), seed=st.integers(0, 2**16))
+def test_reference_times_are_sorted_uniform_draws_without_forced_equality(batch_size, seed):
+    obj = IMFObjective(IMFConfig(variant="reference", r_equals_t_ratio=1.0))  # the ratio is ignored
+    g = torch.Generator().manual_seed(seed)
+    r, t = obj.sample_times(batch_size, generator=g)
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.rand(2, batch_size, generator=g)
+    assert torch.equal(r, draws.min(dim=0).values) and torch.equal(t, draws.max(dim=0).values)
+    assert bool((r <= t).all())
+
+
+def test_reference_loss_is_the_compound_mse_alone_and_ignores_the_v_head():
+    head = _head(v_head=True)
+    batch = _batch()
+    r, t = _times()
+    noise = torch.randn_like(batch["action"], generator=torch.Generator().manual_seed(1))
+    obj = IMFObjective(IMFConfig(variant="reference"))
+    loss, metrics = obj.loss(head, batch, noise=noise, r=r, t=t)
+    assert set(metrics) == {"loss", "loss_u"}
+    # V built with the boundary tangent u(z, t, t), as a head without a v-head gets it
+    x = batch["action"]
+    z = (1 - t)[:, None, None] * x + t[:, None, None] * noise
+    with torch.no_grad():
+        tangent = head(z, t, t, batch["cond"]).u
+    u_fn = lambda z_, r_, t_: head(z_, r_, t_, batch["cond"]).u  # noqa: E731
+    du_dt = time_derivative(u_fn, z, r, t, tangent, impl="autograd")
+    expected = (u_fn(z, r, t) + (t - r)[:, None, None] * du_dt - (noise - x)).pow(2).mean()
+    assert torch.allclose(loss, expected, rtol=1e-9, atol=1e-12)
+    loss.backward()
+    assert head.v_out.weight.grad is None  # the v-head takes no part
+    assert head.u_out.weight.grad is not None and torch.isfinite(head.u_out.weight.grad).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ from polx.errors import DatasetError
 from polx_envs.pusht.config import PushTConfig
 
 #: bump when the expert or the recorded layout changes, so stale cached datasets are not reused
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 
 
 def cache_dir() -> Path:
@@ -79,28 +81,60 @@ class PushTAdapter:
         return out
 
     def default_dataset(self, progress: bool = True) -> Path:
-        """The cached expert dataset, generated on first use (announced on stderr, with a progress bar)."""
+        """The dataset used without ``--dataset`` (``env.default_data``), built on first use and cached.
+
+        ``human``: the shipped human demonstrations (frames rendered only for ``obs_type=image``);
+        ``expert``: the scripted expert's demonstrations. Announced on stderr, with a progress bar.
+        """
         from polx.data.replay_buffer import ReplayBuffer
 
-        c = self.config
-        path = cache_dir() / (
-            f"pusht_expert_v{DATASET_VERSION}_{c.default_episodes}ep_seed{c.default_seed}_{c.render_size}px.zarr"
-        )
+        path = cache_dir() / self.default_dataset_name()
         if path.exists():
             ReplayBuffer.open(path)  # a damaged cache fails loudly, naming the path
             return path
-        workers = max(1, min(os.cpu_count() or 1, c.default_episodes, 8))
-        print(
-            f"polx: generating the PushT expert dataset ({c.default_episodes} episodes, {workers} processes) "
-            f"at {path}; this happens once",
-            file=sys.stderr,
-        )
+        c = self.config
+        workers = max(1, min(os.cpu_count() or 1, 8))
+        if c.default_data == "human":
+            from polx_envs.pusht import human_demos
+
+            what = "the PushT human demonstrations (206 episodes" + (f", rendering {c.render_size} px frames" if self._needs_images else "")
+            print(f"polx: writing {what}) to {path}; this happens once", file=sys.stderr)
+            build = lambda: human_demos.build(path, images=self._needs_images, render_size=c.render_size, workers=workers, progress=progress)  # noqa: E731
+        else:
+            workers = min(workers, c.default_episodes)
+            print(
+                f"polx: generating the PushT expert dataset ({c.default_episodes} episodes, {workers} processes) "
+                f"at {path}; this happens once",
+                file=sys.stderr,
+            )
+            build = lambda: self.generate_demos(path, c.default_episodes, seed=c.default_seed, workers=workers, progress=progress)  # noqa: E731
         try:
-            self.generate_demos(path, c.default_episodes, seed=c.default_seed, workers=workers, progress=progress)
+            build()
         except DatasetError:
             if not path.exists():  # another process may have finished the same dataset first
                 raise
         return path
+
+    @property
+    def _needs_images(self) -> bool:
+        return self.config.obs_type == "image"
+
+    def default_dataset_name(self) -> str:
+        """The cache file name: readable parts plus a hash of every setting that changes the data."""
+        c = self.config
+        if c.default_data == "human":
+            fields = {"source": "pusht_cchi_v7", "images": self._needs_images}
+            if self._needs_images:
+                fields["render_size"] = c.render_size
+            readable = f"pusht_human_v{DATASET_VERSION}_" + (f"{c.render_size}px" if self._needs_images else "lowdim")
+        else:
+            fields = {
+                "episodes": c.default_episodes, "seed": c.default_seed, "render_size": c.render_size,
+                "legacy": c.legacy, "max_steps": c.demo_max_steps,
+            }  # fmt: skip
+            readable = f"pusht_expert_v{DATASET_VERSION}_{c.default_episodes}ep_seed{c.default_seed}_{c.render_size}px"
+        digest = hashlib.sha256(json.dumps({"v": DATASET_VERSION, **fields}, sort_keys=True).encode()).hexdigest()[:10]
+        return f"{readable}_{digest}.zarr"
 
     def generate_demos(
         self, out: Path, episodes: int, seed: int = 0, workers: int = 1, keep_all: bool = False, progress: bool = True

@@ -16,6 +16,9 @@ class PushTConfig:
     obs_type: str = field(default="image", validator=one_of(*OBS_TYPES))  # image | keypoints | state
     render_size: int = field(default=96, validator=[positive, in_range(8, 1024)])  # square frames, px
     legacy: bool = True  # the benchmark's start-state placement (published scores use it)
+    # what trains when no --dataset is given: the published human demonstrations, shipped with
+    # this plugin (206 episodes), or demonstrations of the scripted expert, generated on first use
+    default_data: str = field(default="human", validator=one_of("human", "expert"))
     default_episodes: int = field(default=200, validator=positive)  # size of the cached expert dataset
     default_seed: int = field(default=0, validator=in_range(0, 2**31 - 1))  # first seed of that dataset
     demo_max_steps: int = field(default=300, validator=positive)  # expert episodes stop here if unsolved
