@@ -13,11 +13,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import attrs
 import pytest
 from click.testing import CliRunner
 
 from polx.cli import main
-from polx.errors import DuplicateComponentError, PluginLoadError
+from polx.errors import PluginLoadError, UnknownComponentError
 from polx.plugins import load_plugins
 
 FAKE_COMPONENTS = '''
@@ -99,12 +100,92 @@ def test_register_components_failure_marks_only_that_plugin(fake_env):
     assert "fakeenv" in loaded.registry.names("env")
 
 
-def test_duplicate_component_names_both_plugins(fake_env):
-    make_dist(fake_env, "dupplug", FAKE_COMPONENTS.format(head="otherhead", env="fakeenv", objective="otherobj"))
-    with pytest.raises(DuplicateComponentError) as err:
+def test_a_duplicate_name_marks_the_newcomer_broken_and_keeps_the_first_owner(fake_env):
+    # "zdupplug" loads after "fakeplug" (entry points load in name order) and re-registers fakeenv
+    make_dist(fake_env, "zdupplug", FAKE_COMPONENTS.format(head="otherhead", env="fakeenv", objective="otherobj"), version="2.0")
+    loaded = load_plugins()
+    dup = loaded.info("zdupplug")
+    assert dup.status == "broken" and loaded.info("fakeplug").status == "ok"
+    assert loaded.registry.get("env", "fakeenv").plugin == "fakeplug"
+    assert "otherhead" not in loaded.registry.names("head")  # all or none of a plugin's components
+    for part in ("'fakeplug' (fakeplug 1.2.3)", "'zdupplug' (zdupplug 2.0)", "POLX_DISABLE_PLUGINS=zdupplug"):
+        assert part in dup.error
+    assert not loaded.pm.has_plugin("zdupplug")  # its hooks are unregistered too
+    result = CliRunner().invoke(main, ["plugins", "list"])
+    assert result.exit_code == 0 and "zdupplug" in result.output and "broken" in result.output
+
+
+def test_a_duplicate_name_under_strict_plugins_is_an_error(fake_env, monkeypatch):
+    make_dist(fake_env, "zdupplug", FAKE_COMPONENTS.format(head="otherhead", env="fakeenv", objective="otherobj"))
+    monkeypatch.setenv("POLX_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginLoadError, match="fakeenv.*fakeplug.*zdupplug"):
         load_plugins()
-    message = str(err.value)
-    assert "fakeenv" in message and "fakeplug" in message and "dupplug" in message
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import sys\nsys.exit(3)\n", "called sys.exit(3)"),
+        ("print('hello from the plugin')\n", "wrote to stdout ('hello from the plugin')"),
+        (
+            "from polx import hookimpl\n@hookimpl\ndef register_components(register):\n    raise SystemExit(0)\n",
+            "register_components: RuntimeError: called sys.exit(0)",
+        ),
+        (
+            "from polx import hookimpl\n@hookimpl\ndef register_components(register):\n    print('registering!')\n",
+            "register_components wrote to stdout ('registering!')",
+        ),
+    ],
+    ids=["exit-at-import", "print-at-import", "exit-in-register", "print-in-register"],
+)
+def test_a_plugin_cannot_end_or_pollute_a_command(fake_env, source, expected):
+    make_dist(fake_env, "rudeplug", source)
+    code = "import json, sys; from polx.cli import main; main(['plugins', 'list', '--json'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(fake_env)})
+    assert done.returncode == 0, done.stderr
+    rows = {r["name"]: r for r in json.loads(done.stdout)}  # stdout is JSON only: nothing leaked in
+    assert rows["rudeplug"]["status"] == "broken" and expected in rows["rudeplug"]["error"]
+    assert rows["fakeplug"]["status"] == "ok"
+
+
+BROKEN_AFTER_REGISTERING = """
+from attrs import define
+from polx import hookimpl
+
+@define(frozen=True, kw_only=True)
+class Cfg:
+    pass
+
+@hookimpl
+def register_components(register):
+    register("head", "mlp", Cfg, "math:sqrt")
+    raise ImportError("No module named 'polx_mlp.heads'")
+"""
+
+
+def test_unknown_component_names_the_broken_plugin_that_provides_it(fake_env, tmp_path):
+    make_dist(fake_env, "mlpplug", BROKEN_AFTER_REGISTERING, version="0.3")
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", "--head", "mlp", "--env", "fakeenv", "--out", str(out)])
+    assert result.exit_code == 2
+    assert "unknown head 'mlp' (plugin 'mlpplug' (mlpplug 0.3) that provides it is broken: register_components: ImportError" in result.stderr
+    assert "warning: plugin 'mlpplug' (mlpplug 0.3) is broken and was not loaded" in result.stderr  # the start-up warning
+    assert not out.exists()
+
+
+def test_unknown_component_mentions_plugins_that_failed_to_import(fake_env):
+    make_dist(fake_env, "brokenplug", "raise RuntimeError('boom at import')\n")
+    with pytest.raises(UnknownComponentError, match=r"unknown head 'nope' \(these plugins failed to load and may provide it: 'brokenplug'.*boom at import\); available: .*fakehead"):
+        load_plugins().registry.get("head", "nope")
+
+
+def test_plugins_list_shows_each_components_help(fake_env):
+    result = CliRunner().invoke(main, ["plugins", "list"])
+    assert result.exit_code == 0
+    lines = result.output.split("components:", 1)[1].splitlines()
+    assert any(line.split() == ["head", "fakehead", "a", "fake", "head", "[fakeplug]"] for line in lines), result.output
+    rows = {r["name"]: r for r in json.loads(CliRunner().invoke(main, ["plugins", "list", "--json"]).output)}
+    assert rows["fakeplug"]["help"]["env"] == {"fakeenv": "a fake env"}
 
 
 def test_disable_plugins_skips_by_name(fake_env, monkeypatch):
@@ -211,3 +292,35 @@ def test_runtime_failure_exits_1_without_traceback(fake_env, tmp_path):
     result = CliRunner().invoke(main, ["data", "generate", "--env", "fakeenv", "--episodes", "1", "--out", str(tmp_path / "d.zarr")])
     assert result.exit_code == 1
     assert "Error:" in result.output and "Traceback" not in result.output
+
+
+def test_a_head_and_an_objective_that_do_not_pair_exit_2_before_any_directory(tmp_path):
+    out = tmp_path / "runs"
+    result = CliRunner().invoke(main, ["train", "--head", "ddpm_transformer", "--env", "pusht", "--objective", "imf", "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "head 'ddpm_transformer' does not support objective 'imf'" in result.output and "--objective ddpm" in result.output
+    assert not out.exists()
+
+
+def test_pairing_is_declared_by_the_head_or_by_the_objective():
+    from polx.plugins import Registry, check_pairing
+    from polx.errors import UserInputError
+
+    reg = Registry()
+    reg.register("head", "h", HeadlessCfg, "math:sqrt", plugin="p", default_objective="a", objectives=["a"])
+    reg.register("head", "free", HeadlessCfg, "math:sqrt", plugin="p")
+    reg.register("objective", "a", HeadlessCfg, "math:sqrt", plugin="p")
+    reg.register("objective", "b", HeadlessCfg, "math:sqrt", plugin="p", heads=["h"])
+    reg.register("objective", "c", HeadlessCfg, "math:sqrt", plugin="p", heads=["other"])
+    get = reg.get
+    for head, objective in [("h", "a"), ("h", "b"), ("free", "a")]:
+        check_pairing(get("head", head), get("objective", objective))  # listed on one side, or on neither
+    with pytest.raises(UserInputError, match="head 'free' does not support objective 'c'.*supports the heads other"):
+        check_pairing(get("head", "free"), get("objective", "c"))
+    with pytest.raises(ValueError, match="default_objective 'z', not in its objectives"):
+        reg.register("head", "bad", HeadlessCfg, "math:sqrt", plugin="p", default_objective="z", objectives=["a"])
+
+
+@attrs.define(frozen=True, kw_only=True)
+class HeadlessCfg:
+    pass

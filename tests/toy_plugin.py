@@ -232,7 +232,7 @@ class ToyRecord:
 
 @hookimpl
 def register_components(register):
-    register("head", "toy_mlp", ToyMLPConfig, ToyMLP, help="two-layer MLP head", default_objective="toy_flow")
+    register("head", "toy_mlp", ToyMLPConfig, ToyMLP, help="two-layer MLP head", default_objective="toy_flow", objectives=("toy_flow",))
     register("objective", "toy_flow", ToyFlowConfig, ToyFlow, help="rectified flow, Euler sampling")
     register("env", "toy_reach", ToyReachConfig, ToyReachAdapter, help="2-D point reaching a goal")
     register("logger", "toy_record", ToyRecordConfig, ToyRecord, help="JSON lines of every record")

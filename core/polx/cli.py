@@ -57,10 +57,15 @@ def _maybe_traceback() -> None:
         traceback.print_exc()
 
 
-def _plugins() -> Any:
+def _plugins(warn_broken: bool = False) -> Any:
+    """The installed plugin set; ``warn_broken``: name each broken plugin on stderr first."""
     from polx.plugins import load_plugins
 
-    return load_plugins()
+    loaded = load_plugins()
+    if warn_broken:
+        for line in loaded.broken_warnings():
+            click.echo(line, err=True)
+    return loaded
 
 
 def _complete(kind: str):
@@ -104,7 +109,7 @@ def plugins() -> None:
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array only (for scripts).")
 def plugins_list(as_json: bool) -> None:
-    """List plugins: version, hooks, components by kind, and status or error.
+    """List plugins (version, status or error, components, hooks), then each component's help.
 
     Environment: POLX_DISABLE_PLUGINS=a,b skips plugins; POLX_STRICT_PLUGINS=1 makes a broken
     plugin an error instead of a row marked broken.
@@ -131,6 +136,12 @@ def plugins_list(as_json: bool) -> None:
     click.echo(fmt(["-" * max(w, 5) for w in widths[:-1]] + ["-----"]))
     for row in table:
         click.echo(fmt(row))
+    described = [(kind, name, r["name"], text) for r in rows for kind, names in r["help"].items() for name, text in names.items()]
+    if described:
+        click.echo("\ncomponents:")
+        name_width = max(len(f"{kind} {name}") for kind, name, _, _ in described)
+        for kind, name, plugin, text in sorted(described):
+            click.echo(f"  {f'{kind} {name}'.ljust(name_width)}  {text or '-'}  [{plugin}]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,14 +189,14 @@ def train(
     from polx.runs import prepare_training
 
     plan = prepare_training(
-        _plugins(),
+        _plugins(warn_broken=True),
         head=head,
         env=env,
         objective=objective,
         dataset=dataset,
         config_files=config_files,
         loggers=loggers,
-        out=out,
+        out=out if click.get_current_context().get_parameter_source("out") != click.core.ParameterSource.DEFAULT else None,
         run_dir=run_dir,
         resume_dir=resume_dir,
         overrides=overrides,
@@ -235,7 +246,7 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
 
     grid = parse_grid(grids)
     index, count = parse_shard(shard)
-    plugins_ = _plugins()
+    plugins_ = _plugins(warn_broken=True)
     base_args = ["--head", head, "--env", env]
     if objective:
         base_args += ["--objective", objective]
@@ -286,7 +297,7 @@ def eval_cmd(checkpoint: Path, episodes: int | None, seed: int | None, out: Path
     """Roll out a checkpoint with its saved config; print metrics, write metrics.json and PNGs."""
     from polx.eval.evaluate import evaluate_checkpoint
 
-    evaluate_checkpoint(_plugins(), checkpoint, episodes=episodes, seed=seed, out=out, overrides=overrides)
+    evaluate_checkpoint(_plugins(warn_broken=True), checkpoint, episodes=episodes, seed=seed, out=out, overrides=overrides)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +332,7 @@ def data_generate(env: str, episodes: int, out: Path, seed: int, workers: int, k
 
     if out.exists():
         raise UserInputError(f"--out {str(out)!r} already exists; choose a new path (nothing was written)")
-    adapter = build_env_adapter(_plugins(), env, overrides)
+    adapter = build_env_adapter(_plugins(warn_broken=True), env, overrides)
     summary = adapter.generate_demos(out, episodes, seed=seed, workers=workers, keep_all=keep_all, progress=True)
     click.echo(json.dumps(summary))
 

@@ -47,6 +47,38 @@ class HeadModule(Protocol):
         """AdamW parameter groups; every parameter in exactly one group."""
 
 
+class DenoisingHead(Protocol):
+    """The call the ``ddpm`` objective (and any ``forward(sample, t, cond)`` objective) makes.
+
+    ``sample`` (B, horizon, action_dim) is the noised normalized chunk, ``t`` (B,) the step
+    (``ddpm``: integer timesteps in ``[0, objective.num_train_timesteps)``; a flow objective:
+    float times in ``[0, 1]``), ``cond`` (B, n_obs_steps, cond_dim) the observation condition.
+    Returns (B, horizon, action_dim): the predicted noise, or the clean chunk when the objective's
+    ``prediction_type`` is ``sample``.
+    """
+
+    spec: ObsActionSpec
+
+    def __call__(self, sample: "torch.Tensor", t: "torch.Tensor", cond: "torch.Tensor") -> "torch.Tensor": ...
+
+
+class MeanFlowHead(Protocol):
+    """The call the ``imf`` objective makes: ``head(sample, r, t, cond) -> (u, v)``.
+
+    ``sample`` (B, horizon, action_dim) is ``z = (1 - t) x + t e``; ``r`` and ``t`` (B,) are float
+    times in ``[0, 1]`` with ``r <= t`` (``t = 1`` is pure noise). ``u`` (B, horizon, action_dim)
+    is the average velocity over ``[r, t]``; ``v`` the instantaneous velocity from a v-head, or
+    ``None`` without one. ``u`` must be differentiable in ``sample``, ``r`` and ``t`` with
+    forward-mode autodiff (``torch.func.jvp``), so no in-place ops on inputs.
+    """
+
+    spec: ObsActionSpec
+
+    def __call__(
+        self, sample: "torch.Tensor", r: "torch.Tensor", t: "torch.Tensor", cond: "torch.Tensor"
+    ) -> "tuple[torch.Tensor, torch.Tensor | None]": ...
+
+
 @runtime_checkable
 class Objective(Protocol):
     """A training objective and its sampler, working on normalized action chunks."""

@@ -23,6 +23,7 @@ import yaml
 from attrs import define, field
 
 from polx.errors import ConfigError, UserInputError
+from polx.plugins import check_pairing
 
 # ---------------------------------------------------------------------------------------------
 # validators that name the field, the rule and the value (usable by plugins' config classes)
@@ -397,6 +398,7 @@ def resolve_config(
             f"head {head!r} names no default objective; pass --objective (available: {', '.join(reg.names('objective'))})"
         )
     obj_c = reg.get("objective", objective)
+    check_pairing(head_c, obj_c)  # before anything is written: the head must answer the objective's call
     logger_names = tuple(dict.fromkeys(loggers))
     for name in logger_names:
         reg.get("logger", name)

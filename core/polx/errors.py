@@ -22,10 +22,11 @@ class ConfigError(UserInputError):
 class UnknownComponentError(UserInputError):
     """``unknown head 'x'; available: a, b``."""
 
-    def __init__(self, kind: str, name: str, available: list[str]):
+    def __init__(self, kind: str, name: str, available: list[str], note: str | None = None):
         self.kind, self.name, self.available = kind, name, sorted(available)
         avail = ", ".join(self.available) if self.available else "none (install a plugin that provides one)"
-        super().__init__(f"unknown {kind} {name!r}; available: {avail}")
+        why = f" ({note})" if note else ""
+        super().__init__(f"unknown {kind} {name!r}{why}; available: {avail}")
 
 
 class DuplicateComponentError(PolxError):

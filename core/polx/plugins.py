@@ -1,14 +1,20 @@
-"""Plugin manager: entry-point loading with broken-plugin capture, and the component registry.
+"""Plugin manager: entry-point loading that a bad neighbour cannot break, and the component registry.
 
 Every plugin, the project's own included, arrives through the ``polx`` entry-point group. Each
-entry point is loaded in its own try/except: a broken plugin is recorded (name, version, error)
-and the others keep working, unless ``POLX_STRICT_PLUGINS=1`` asks for the error to be raised.
-``POLX_DISABLE_PLUGINS=a,b`` skips plugins by entry-point name (``*`` skips all).
+entry point is loaded, and its ``register_components`` called, in its own guard: a plugin that
+raises, calls ``sys.exit``, writes to stdout (which would corrupt ``--json`` and
+``--print-config`` output) or registers a name another plugin already owns is recorded as
+broken (name, version, error), its hooks are unregistered and the others keep working.
+``POLX_STRICT_PLUGINS=1`` raises instead; ``POLX_DISABLE_PLUGINS=a,b`` skips plugins by
+entry-point name (``*`` skips all). Broken plugins are named where a user would look: ``polx
+plugins list``, the start-up warning of ``train``/``eval``, and unknown-component errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import os
 import traceback
 from importlib import metadata
@@ -37,6 +43,10 @@ class Component:
     plugin: str
     preset: dict = attrs.field(factory=dict)
     default_objective: str | None = None
+    #: heads: the objectives whose head call this head answers (None: not declared, unchecked)
+    objectives: tuple[str, ...] | None = None
+    #: objectives: heads known to answer this objective's call, besides those that name it
+    heads: tuple[str, ...] | None = None
 
     def build(self, *args: Any) -> Any:
         """Call the factory, importing it first when it was registered as ``"module:attr"``."""
@@ -58,9 +68,21 @@ class PluginInfo:
     error: str | None = None
     hooks: list[str] = attrs.field(factory=list)
     components: dict[str, list[str]] = attrs.field(factory=dict)
+    help: dict[str, dict[str, str]] = attrs.field(factory=dict)  # kind -> name -> help line
 
     def as_dict(self) -> dict:
         return attrs.asdict(self)
+
+    def label(self) -> str:
+        """``'mlp' (polx-plugin-mlp 0.1)``: how messages name a plugin."""
+        dist = " ".join(x for x in (self.distribution, self.version) if x)
+        return f"{self.name!r} ({dist})" if dist else repr(self.name)
+
+
+def _tuple_or_none(value: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return (value,) if isinstance(value, str) else tuple(value)
 
 
 class Registry:
@@ -68,8 +90,12 @@ class Registry:
 
     def __init__(self) -> None:
         self._components: dict[tuple[str, str], Component] = {}
+        #: broken plugins by name, and the components each tried to register (for error messages)
+        self.plugins: dict[str, PluginInfo] = {}
+        self.broken: dict[str, PluginInfo] = {}
+        self.claims: dict[tuple[str, str], str] = {}
 
-    def register(
+    def make(
         self,
         kind: str,
         name: str,
@@ -80,33 +106,57 @@ class Registry:
         plugin: str,
         preset: dict | None = None,
         default_objective: str | None = None,
-    ) -> None:
+        objectives: Iterable[str] | None = None,
+        heads: Iterable[str] | None = None,
+    ) -> Component:
+        """A checked ``Component`` (not yet registered); raises ``ValueError``/``TypeError`` naming the problem."""
         if kind not in KINDS:
             raise ValueError(f"plugin {plugin!r} registered unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
         if not attrs.has(config_cls):
             raise TypeError(f"plugin {plugin!r}: config class of {kind} {name!r} must be an attrs class")
-        key = (kind, name)
-        if key in self._components:
-            other = self._components[key].plugin
-            raise DuplicateComponentError(
-                f"conflicting {kind} plugins found: {name!r} is registered by both {other!r} and {plugin!r}"
-            )
-        self._components[key] = Component(
-            kind=kind,
-            name=name,
-            config_cls=config_cls,
-            factory=factory,
-            help=help,
-            plugin=plugin,
-            preset=dict(preset or {}),
-            default_objective=default_objective,
+        if (default_objective is not None or objectives is not None) and kind != "head":
+            raise ValueError(f"plugin {plugin!r}: default_objective/objectives are for heads, not for {kind} {name!r}")
+        if heads is not None and kind != "objective":
+            raise ValueError(f"plugin {plugin!r}: heads= is for objectives, not for {kind} {name!r}")
+        objectives, heads = _tuple_or_none(objectives), _tuple_or_none(heads)
+        if objectives is not None and default_objective is not None and default_objective not in objectives:
+            raise ValueError(f"plugin {plugin!r}: head {name!r} has default_objective {default_objective!r}, not in its objectives {objectives}")
+        return Component(
+            kind=kind, name=name, config_cls=config_cls, factory=factory, help=help, plugin=plugin,
+            preset=dict(preset or {}), default_objective=default_objective, objectives=objectives, heads=heads,
         )
+
+    def register(self, kind: str, name: str, config_cls: type, factory: Callable[..., Any] | str, help: str = "", *, plugin: str, **extras: Any) -> None:
+        """Check and add one component; a taken name raises ``DuplicateComponentError``."""
+        self.add(self.make(kind, name, config_cls, factory, help, plugin=plugin, **extras))
+
+    def add(self, comp: Component) -> None:
+        key = (comp.kind, comp.name)
+        if key in self._components:
+            raise DuplicateComponentError(f"conflicting {comp.kind} plugins found: {comp.name!r} is registered by both {self._components[key].plugin!r} and {comp.plugin!r}")
+        self._components[key] = comp
+
+    def owner(self, kind: str, name: str) -> str | None:
+        comp = self._components.get((kind, name))
+        return comp.plugin if comp else None
 
     def get(self, kind: str, name: str) -> Component:
         try:
             return self._components[(kind, name)]
         except KeyError:
-            raise UnknownComponentError(kind, name, self.names(kind)) from None
+            raise UnknownComponentError(kind, name, self.names(kind), note=self._broken_note(kind, name)) from None
+
+    def _broken_note(self, kind: str, name: str) -> str | None:
+        """Why ``name`` may be missing: the broken plugin that provides it, else every plugin that failed to load."""
+        claimant = self.claims.get((kind, name))
+        if claimant in self.broken:
+            info = self.broken[claimant]
+            return f"plugin {info.label()} that provides it is broken: {info.error}"
+        unknown = [i for i in self.broken.values() if not any(p == i.name for p in self.claims.values())]
+        if unknown:
+            listed = "; ".join(f"{i.label()}: {i.error}" for i in unknown)
+            return f"these plugins failed to load and may provide it: {listed}"
+        return None
 
     def names(self, kind: str) -> list[str]:
         return sorted(n for (k, n) in self._components if k == kind)
@@ -118,12 +168,34 @@ class Registry:
                 out.setdefault(kind, []).append(name)
         return out
 
-    def drop_plugin(self, plugin: str) -> None:
-        for key in [k for k, c in self._components.items() if c.plugin == plugin]:
-            del self._components[key]
+    def help_by_plugin(self, plugin: str) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for (kind, name), comp in sorted(self._components.items()):
+            if comp.plugin == plugin:
+                out.setdefault(kind, {})[name] = comp.help
+        return out
 
     def __iter__(self):
         return iter(self._components.values())
+
+
+def check_pairing(head: Component, objective: Component) -> None:
+    """Refuse (exit 2) a head and objective that declare they do not go together.
+
+    The pair is accepted when the head lists the objective in ``objectives``, when the
+    objective lists the head in ``heads``, or when neither declares anything.
+    """
+    if head.objectives is None and objective.heads is None:
+        return
+    if objective.name in (head.objectives or ()) or head.name in (objective.heads or ()):
+        return
+    if head.objectives:
+        fix = f"pass --objective {' or '.join(head.objectives)}, or a head that supports {objective.name!r}"
+    else:
+        fix = f"objective {objective.name!r} supports the heads {', '.join(objective.heads or ())}"
+    raise UserInputError(
+        f"head {head.name!r} does not support objective {objective.name!r} (docs/plugin_hooks.md, head protocols); {fix}"
+    )
 
 
 def _env_flag(name: str) -> bool:
@@ -158,8 +230,36 @@ class PolxPlugins:
         """Plugin name -> version, for run manifests."""
         return {i.name: i.version for i in self.infos if i.status == "ok"}
 
+    def broken(self) -> dict[str, dict]:
+        """Broken plugin name -> distribution, version and error, for run manifests."""
+        return {i.name: {"distribution": i.distribution, "version": i.version, "error": i.error} for i in self.infos if i.status == "broken"}
+
+    def broken_warnings(self) -> list[str]:
+        """One line per broken plugin, for the start-up of commands that train or evaluate."""
+        return [f"warning: plugin {i.label()} is broken and was not loaded: {i.error}" for i in self.infos if i.status == "broken"]
+
     def component(self, kind: str, name: str) -> Component:
         return self.registry.get(kind, name)
+
+
+class _Guarded:
+    """Runs plugin code so that it can neither end the command nor write to its stdout."""
+
+    def __init__(self) -> None:
+        self.stdout = io.StringIO()
+
+    def __call__(self, fn: Callable[[], Any]) -> Any:
+        with contextlib.redirect_stdout(self.stdout):
+            try:
+                return fn()
+            except SystemExit as exc:  # sys.exit in a plugin must not end polx
+                raise RuntimeError(f"called sys.exit({exc.code!r})") from exc
+
+    def printed(self) -> str | None:
+        text = self.stdout.getvalue().strip()
+        if not text:
+            return None
+        return f"wrote to stdout ({text.splitlines()[0][:80]!r}); a plugin must not print (use warnings or logging)"
 
 
 def load_plugins(
@@ -171,7 +271,8 @@ def load_plugins(
     """Load every ``polx`` entry point (or the given ones) plus ``extra`` (name, module) pairs.
 
     ``extra`` exists for tests and embedding: an in-process plugin object goes through the same
-    registration path as an installed one.
+    registration path as an installed one. Entry points load in name order after core, and a
+    component name belongs to the first plugin that registers it.
     """
     strict = _env_flag("POLX_STRICT_PLUGINS") if strict is None else strict
     disabled = _disabled_names()
@@ -182,6 +283,14 @@ def load_plugins(
 
     pm.register(CorePlugin(registry), name=CORE_PLUGIN_NAME)
     infos: list[PluginInfo] = []
+
+    def mark_broken(info: PluginInfo, error: str, exc: BaseException | None = None) -> None:
+        if strict:
+            raise PluginLoadError(f"plugin {info.label()} failed to load: {error}") from exc
+        info.status, info.error = "broken", error
+        registry.broken[info.name] = info
+        if pm.has_plugin(info.name):
+            pm.unregister(name=info.name)  # its other hooks must not run either
 
     eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points)
     candidates: list[tuple[str, Callable[[], Any], str | None, str | None]] = []
@@ -194,47 +303,68 @@ def load_plugins(
     for name, load, version, dist_name in candidates:
         info = PluginInfo(name=name, version=version, distribution=dist_name, status="ok")
         infos.append(info)
+        registry.plugins[name] = info
         if "*" in disabled or name in disabled:
             info.status = "disabled"
             continue
         if pm.has_plugin(name):
-            info.status, info.error = "broken", f"a plugin named {name!r} is already loaded"
+            mark_broken(info, f"a plugin named {name!r} is already loaded")
             continue
+        guard = _Guarded()
         try:
-            plugin = load()
-            pm.register(plugin, name=name)
+            pm.register(guard(load), name=name)
         except Exception as exc:  # a broken plugin must not take the others down
-            if strict:
-                raise PluginLoadError(f"plugin {name!r} ({dist_name or '?'} {version or '?'}) failed to load: {_describe(exc)}") from exc
-            info.status, info.error = "broken", _describe(exc)
+            mark_broken(info, _describe(exc), exc)
             continue
-        info.hooks = sorted(h.name for h in (pm.get_hookcallers(plugin) or []))
+        if guard.printed():
+            mark_broken(info, f"at import: {guard.printed()}")
+            continue
+        info.hooks = sorted(h.name for h in (pm.get_hookcallers(pm.get_plugin(name)) or []))
 
     by_name = {i.name: i for i in infos}
-    for impl in pm.hook.register_components.get_hookimpls():
-        plugin_name = impl.plugin_name
-        register = _bound_register(registry, plugin_name)
-        try:
-            impl.function(register=register)
-        except DuplicateComponentError:
-            raise
-        except Exception as exc:
-            if strict:
-                raise PluginLoadError(f"plugin {plugin_name!r} failed in register_components: {_describe(exc)}") from exc
-            registry.drop_plugin(plugin_name)
-            info = by_name.get(plugin_name)
-            if info is not None:
-                info.status, info.error = "broken", f"register_components: {_describe(exc)}"
+    impls = {impl.plugin_name: impl for impl in pm.hook.register_components.get_hookimpls()}
+    for plugin_name in [CORE_PLUGIN_NAME, *by_name]:  # core first, then entry points by name
+        if plugin_name in impls and pm.has_plugin(plugin_name):
+            _register_plugin(registry, impls[plugin_name], by_name.get(plugin_name), mark_broken)
     for info in infos:
         info.components = registry.by_plugin(info.name)
+        info.help = registry.help_by_plugin(info.name)
     return PolxPlugins(pm, registry, infos)
 
 
-def _bound_register(registry: Registry, plugin_name: str) -> Callable[..., None]:
-    def register(kind: str, name: str, config_cls: type, factory: Any, help: str = "", **extras: Any) -> None:
-        registry.register(kind, name, config_cls, factory, help, plugin=plugin_name, **extras)
+def _register_plugin(registry: Registry, impl: Any, info: PluginInfo | None, mark_broken: Callable[..., None]) -> None:
+    """Call one plugin's ``register_components``; its components enter the registry all or none."""
+    plugin_name = impl.plugin_name
+    staged: list[Component] = []
 
-    return register
+    def register(kind: str, name: str, config_cls: type, factory: Any, help: str = "", **extras: Any) -> None:
+        registry.claims.setdefault((kind, name), plugin_name)
+        staged.append(registry.make(kind, name, config_cls, factory, help, plugin=plugin_name, **extras))
+
+    guard, problem, error = _Guarded(), None, None
+    try:
+        guard(lambda: impl.function(register=register))
+    except Exception as exc:
+        problem, error = f"register_components: {_describe(exc)}", exc
+    if problem is None and guard.printed():
+        problem = f"register_components {guard.printed()}"
+    taken = [(c, registry.owner(c.kind, c.name)) for c in staged if registry.owner(c.kind, c.name)]
+    if problem is None and taken:
+        comp, owner = taken[0]
+        first, second = (registry.plugins[p].label() if p in registry.plugins else repr(p) for p in (owner, plugin_name))
+        problem = (
+            f"{comp.kind} {comp.name!r} is registered by both {first} and {second}; the name stays with {owner!r} "
+            f"and {plugin_name!r} is not loaded; uninstall one of them, or set POLX_DISABLE_PLUGINS={plugin_name} to skip it"
+        )
+    if problem is None:
+        for comp in staged:
+            registry.add(comp)
+        return
+    if info is None:  # core itself: nothing can stand in for it
+        raise PluginLoadError(problem) from error
+    for comp, owner in taken:  # what the first owner provides is not the broken plugin's
+        registry.claims[(comp.kind, comp.name)] = owner
+    mark_broken(info, problem, error)
 
 
 def check_name(plugins: PolxPlugins, kind: str, name: str) -> None:

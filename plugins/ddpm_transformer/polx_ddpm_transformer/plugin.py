@@ -16,6 +16,7 @@ def register_components(register):
         "polx_ddpm_transformer.head:build_head",
         help="Diffusion Policy transformer (DP-T): obs/time memory, causal action-token decoder",
         default_objective="ddpm",
+        objectives=("ddpm",),
     )
     register(
         "objective",

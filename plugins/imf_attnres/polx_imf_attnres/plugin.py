@@ -13,6 +13,7 @@ def register_components(register):
         "polx_imf_attnres.head:build_head",
         help="one-step improved-MeanFlow policy head on an Attention-Residuals transformer",
         default_objective="imf",
+        objectives=("imf",),
     )
     register(
         "objective",
