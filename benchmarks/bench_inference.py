@@ -31,8 +31,13 @@ def n_params(module: torch.nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def build_policies(spec: ObsActionSpec = PUSHT_SPEC, ddpm_n_layer: int | None = None, seed: int = 0) -> dict:
-    """IMF (defaults) and DP-T heads and objectives from the registry; DP-T depth matched on parameters."""
+def build_policies(
+    spec: ObsActionSpec = PUSHT_SPEC, ddpm_n_layer: int | None = None, seed: int = 0, n_emb: int | None = None, imf_n_layer: int | None = None
+) -> dict:
+    """IMF (defaults, or ``n_emb`` x ``imf_n_layer``) and DP-T heads and objectives from the registry.
+
+    DP-T gets the same ``n_emb`` and the depth whose parameter count is closest to IMF's.
+    """
     registry = load_plugins().registry
     needed = [("head", "imf_attnres"), ("objective", "imf"), ("head", "ddpm_transformer"), ("objective", "ddpm")]
     missing = [f"{kind} {name!r}" for kind, name in needed if name not in registry.names(kind)]
@@ -40,12 +45,14 @@ def build_policies(spec: ObsActionSpec = PUSHT_SPEC, ddpm_n_layer: int | None = 
         raise SystemExit(f"not registered: {', '.join(missing)}; install the imf_attnres and ddpm_transformer plugins")
     torch.manual_seed(seed)
     imf_c, ddpm_c = registry.get("head", "imf_attnres"), registry.get("head", "ddpm_transformer")
-    imf_head = imf_c.build(imf_c.config_cls(), spec)
-    default_ddpm_params = n_params(ddpm_c.build(ddpm_c.config_cls(), spec))
+    imf_kw = {k: v for k, v in {"n_emb": n_emb, "n_layer": imf_n_layer}.items() if v is not None}
+    ddpm_kw = {"n_emb": n_emb} if n_emb is not None else {}
+    imf_head = imf_c.build(imf_c.config_cls(**imf_kw), spec)
+    default_ddpm_params = n_params(ddpm_c.build(ddpm_c.config_cls(**ddpm_kw), spec))
     if ddpm_n_layer is None:  # the depth whose parameter count is closest to IMF's
-        counts = {n: n_params(ddpm_c.build(ddpm_c.config_cls(n_layer=n), spec)) for n in range(4, 17)}
+        counts = {n: n_params(ddpm_c.build(ddpm_c.config_cls(n_layer=n, **ddpm_kw), spec)) for n in range(1, 17)}
         ddpm_n_layer = min(counts, key=lambda n: abs(counts[n] - n_params(imf_head)))
-    ddpm_head = ddpm_c.build(ddpm_c.config_cls(n_layer=ddpm_n_layer), spec)
+    ddpm_head = ddpm_c.build(ddpm_c.config_cls(n_layer=ddpm_n_layer, **ddpm_kw), spec)
 
     def objective(name: str):
         component = registry.get("objective", name)
