@@ -28,15 +28,15 @@ def expert_steps_per_second(config: RoboIMIConfig, render_images: bool, seeds: r
     """Control steps per second over expert episodes; also returns the last episode's actions."""
     env = RoboIMIEnv(config, render_images=render_images)
     env.reset(seed=seeds[0])
-    env.step(TransferExpert.for_env(env)(0))  # first render creates the GL context: not timed
+    env.step(TransferExpert().act(env))  # first render creates the GL context: not timed
     steps, elapsed, actions = 0, 0.0, []
     for seed in seeds:
         env.reset(seed=seed)
-        expert = TransferExpert.for_env(env)
+        expert = TransferExpert()
         actions = []
         started = time.perf_counter()
-        for t in range(config.max_steps):
-            actions.append(expert(t))
+        for _ in range(config.max_steps):
+            actions.append(expert.act(env))
             _, _, terminated, truncated, _ = env.step(actions[-1])
             if terminated or truncated:
                 break
@@ -63,9 +63,9 @@ def expert_success(seeds: range) -> tuple[float, float]:
     wins, lengths = 0, []
     for seed in seeds:
         env.reset(seed=seed)
-        expert = TransferExpert.for_env(env)
+        expert = TransferExpert()
         for t in range(env.config.max_steps):
-            _, _, terminated, truncated, info = env.step(expert(t))
+            _, _, terminated, truncated, info = env.step(expert.act(env))
             if terminated or truncated:
                 break
         wins += info["is_success"]

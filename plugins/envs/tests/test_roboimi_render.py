@@ -19,10 +19,10 @@ SIZE = 128  # trajectory image side
 
 def expert_episode(env, seed: int) -> Episode:
     env.reset(seed=seed)
-    expert = TransferExpert.for_env(env)
+    expert = TransferExpert()
     actions, rewards = [], []
-    for t in range(env.unwrapped.config.max_steps):
-        actions.append(expert(t))
+    for _ in range(env.unwrapped.config.max_steps):
+        actions.append(expert.act(env))
         _, reward, terminated, truncated, _ = env.step(actions[-1])
         rewards.append(reward)
         if terminated or truncated:
@@ -65,7 +65,8 @@ def test_trajectory_png_is_red_along_the_projected_paths(rollout, tmp_path):
     # every red pixel lies on one of the projected paths ...
     near = np.min([distance_to_polyline(red_pixels, p) for p in projected.values()], axis=0)
     assert np.quantile(near, 0.99) < 2.5, np.quantile(near, 0.99)
-    # ... and most of each path is drawn (some hides inside the grippers and behind the arms)
+    # ... and most of each path is drawn (some hides inside the grippers and behind the arms,
+    # and the left arm ends holding the block, hidden behind it)
     for arm, pixels in projected.items():
         pixels = np.unique(pixels.round(1), axis=0)  # held poses repeat one point many times
         dilated = np.zeros_like(red)
@@ -75,7 +76,7 @@ def test_trajectory_png_is_red_along_the_projected_paths(rollout, tmp_path):
         col, row = pixels.astype(int).T
         inside = (col >= 0) & (col < SIZE) & (row >= 0) & (row < SIZE)
         assert inside.all(), arm
-        assert dilated[row, col].mean() > 0.7, f"{arm}: only {dilated[row, col].mean():.0%} of the path is red"
+        assert dilated[row, col].mean() > 0.6, f"{arm}: only {dilated[row, col].mean():.0%} of the path is red"
 
 
 def test_front_camera_is_pinned_by_name_and_files_are_never_overwritten(rollout, tmp_path):

@@ -23,7 +23,7 @@ from polx.errors import DatasetError, PolxError
 from polx_envs.roboimi.config import RoboIMIConfig
 
 #: bump when the scene or the expert changes what demonstrations contain (invalidates caches)
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 
 
 def run_expert_episode(env, seed: int) -> tuple[dict[str, np.ndarray], bool]:
@@ -31,11 +31,12 @@ def run_expert_episode(env, seed: int) -> tuple[dict[str, np.ndarray], bool]:
     from polx_envs.roboimi.expert import TransferExpert
 
     obs, _ = env.reset(seed=seed)
-    expert = TransferExpert.for_env(env)
+    expert = TransferExpert()
+    expert.reset()
     steps: dict[str, list] = {key: [] for key in (*env.config.cameras, "qpos", "action", "ee_pose")}
     info = {"is_success": False}
-    for t in range(env.config.max_steps):
-        action = expert(t)
+    for _ in range(env.config.max_steps):
+        action = expert.act(env)
         for cam in env.config.cameras:
             steps[cam].append(obs["images"][cam])
         steps["qpos"].append(obs["qpos"])
