@@ -125,12 +125,14 @@ def test_compute_loss_sends_normalized_action_cond_and_masks() -> None:
     }
     policy.compute_loss(batch)
     sent = rec.batches[-1]
-    assert set(sent) == {"action", "cond", "action_is_pad"}
+    assert set(sent) == {"action", "cond", "action_is_pad", "valid"}
+    assert sent["valid"].shape == (5, 6, 2) and sent["valid"].all()  # nothing padded, no mask
     torch.testing.assert_close(sent["action"], (batch["action"] - SHIFT) * SCALE + BIAS)
     torch.testing.assert_close(sent["cond"][..., :2], batch["obs"]["pos"])
     torch.testing.assert_close(sent["cond"][..., 2:], (batch["obs"]["goal"] - 1.0) * 2.0)
     policy.compute_loss({**batch, "action_mask": torch.tensor([1.0, 0.0])})
     torch.testing.assert_close(rec.batches[-1]["action_mask"], torch.tensor([1.0, 0.0]))
+    assert rec.batches[-1]["valid"][..., 0].all() and not rec.batches[-1]["valid"][..., 1].any()  # one valid mask, made here
 
 
 def test_camera_policy_trains_and_acts_through_the_real_objective() -> None:

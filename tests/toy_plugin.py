@@ -25,6 +25,7 @@ from torch import nn
 
 from polx import hookimpl
 from polx.config import positive
+from polx.policy.valid import batch_valid, masked_mean
 
 # ---------------------------------------------------------------------------------------------
 # head
@@ -77,15 +78,13 @@ class ToyFlow:
         self.train_calls = 0
 
     def compute_loss(self, head: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
-        x1 = batch["action"]  # (B, T, A)
+        valid = batch_valid(batch)  # (B, T, A) bool
+        x1 = torch.where(valid, batch["action"], 0.0)  # (B, T, A); the MLP sees the whole chunk
         noise = torch.randn_like(x1)
         t = torch.rand(x1.shape[0], device=x1.device)
         xt = (1 - t[:, None, None]) * noise + t[:, None, None] * x1
         err = (head(xt, t, batch["cond"]) - (x1 - noise)) ** 2  # (B, T, A)
-        mask = (~batch["action_is_pad"])[..., None].expand_as(err).float()
-        if "action_mask" in batch:
-            mask = mask * batch["action_mask"]
-        loss = (err * mask).sum() / mask.sum().clamp(min=1.0)
+        loss = masked_mean(err, valid)
         if head.training:
             self.train_calls += 1
             if self.train_calls == self.config.nan_at_call:
@@ -307,8 +306,8 @@ def train_toy(plugins, out, cache_dir, *extra: str, resume_dir=None, loggers=Non
         plugins,
         head=None if resume_dir else "toy_mlp",
         env=None if resume_dir else "toy_reach",
-        loggers=loggers,
-        out=out,
+        loggers=() if resume_dir else loggers,  # a resumed run keeps its loggers and directory
+        out=None if resume_dir else out,
         resume_dir=resume_dir,
         overrides=overrides,
         argv=["polx", "train", "(test)"],

@@ -14,6 +14,7 @@ from torch import nn
 
 from polx.components import ObsActionSpec
 from polx.policy.encoder import ObsEncoder
+from polx.policy.valid import valid_mask
 
 
 class Policy(nn.Module):
@@ -48,7 +49,11 @@ class Policy(nn.Module):
         return self.encoder(ready)
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Teacher-forced loss on a dataset batch (``obs``, ``action``, ``action_is_pad``[, ``action_mask``])."""
+        """Teacher-forced loss on a dataset batch (``obs``, ``action``, ``action_is_pad``[, ``action_mask``]).
+
+        The objective receives ``action`` (normalized), ``cond``, ``action_is_pad``, ``action_mask``
+        when given, and ``valid``: the (B, T, A) bool mask of the entries that count.
+        """
         device = self.device
         head_batch = {
             "action": self.normalizer.normalize("action", batch["action"].to(device)),  # (B, T, A)
@@ -57,6 +62,8 @@ class Policy(nn.Module):
         }
         if "action_mask" in batch:
             head_batch["action_mask"] = batch["action_mask"].to(device)
+        # the one mask every objective uses: (B, T, A) bool, not padding and not masked out
+        head_batch["valid"] = valid_mask(head_batch["action"], head_batch["action_is_pad"], head_batch.get("action_mask"))
         loss, metrics = self.hook.compute_loss(objective=self.objective, head=self.head, batch=head_batch)
         return loss, metrics
 

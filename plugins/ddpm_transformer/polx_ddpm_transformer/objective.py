@@ -6,23 +6,9 @@ import torch
 from torch import nn
 
 from polx.errors import UserInputError
+from polx.policy.valid import batch_valid
 from polx_ddpm_transformer.config import DDPMConfig
 from polx_ddpm_transformer.schedule import NoiseSchedule, make_betas, sample_ddim, sample_ddpm
-
-
-def valid_entries(batch: dict, shape: torch.Size) -> torch.Tensor:
-    """(B, T, A) bool: entries that are neither padding (``action_is_pad``) nor masked (``action_mask``)."""
-    action = batch["action"]
-    valid = torch.ones(shape, dtype=torch.bool, device=action.device)
-    if batch.get("action_is_pad") is not None:
-        valid = valid & ~batch["action_is_pad"].bool()[..., None]
-    if batch.get("action_mask") is not None:
-        mask = batch["action_mask"]
-        try:
-            valid = valid & torch.broadcast_to(mask.bool(), shape)
-        except RuntimeError:
-            raise ValueError(f"action_mask: shape {tuple(mask.shape)} does not broadcast to the action's {tuple(shape)}") from None
-    return valid
 
 
 class DDPMObjective:
@@ -40,7 +26,7 @@ class DDPMObjective:
     def compute_loss(self, head: nn.Module, batch: dict) -> tuple[torch.Tensor, dict]:
         """MSE over valid entries: sum(valid * err) / max(#valid, 1); metrics ``mse``, ``valid_fraction``."""
         action = batch["action"]  # (B, T, A), normalized
-        valid = valid_entries(batch, action.shape)  # (B, T, A)
+        valid = batch_valid(batch)  # (B, T, A) bool, computed by the policy
         # Invalid entries are zeroed before noising: the head attends across the chunk, so their
         # values would otherwise reach the valid entries' predictions (and the loss).
         x0 = torch.where(valid, action, torch.zeros_like(action))

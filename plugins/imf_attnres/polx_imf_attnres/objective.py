@@ -26,6 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from polx.policy.valid import batch_valid, masked_mean
 from polx_imf_attnres.config import IMFConfig
 from polx_imf_attnres.jvp import time_derivative
 
@@ -126,7 +127,7 @@ class IMFObjective:
         self, head: nn.Module, batch: dict, *, noise: torch.Tensor, r: torch.Tensor, t: torch.Tensor
     ) -> tuple[torch.Tensor, dict]:
         """The iMF loss for given noise (B, T, A) and times (B,): deterministic, for tests."""
-        valid = valid_entries(batch)  # (B, T, A)
+        valid = batch_valid(batch)  # (B, T, A) bool, computed by the policy
         # invalid entries are zeroed before noising: the head attends across the chunk, so their
         # values would otherwise reach the valid entries' predictions (as in the ddpm objective)
         x = torch.where(valid, batch["action"], 0.0)  # (B, T, A)
@@ -182,28 +183,6 @@ class IMFObjective:
             t, r = times[i].expand(B), times[i + 1].expand(B)
             z = z - (times[i] - times[i + 1]) * head(z, r, t, cond)[0]
         return z
-
-
-def valid_entries(batch: dict) -> torch.Tensor:
-    """Bool (B, T, A): not padding (``action_is_pad``) and not masked out (``action_mask``, nonzero = valid)."""
-    x = batch["action"]
-    valid = torch.ones_like(x, dtype=torch.bool)
-    if batch.get("action_is_pad") is not None:
-        valid = valid & ~batch["action_is_pad"].bool()[..., None]
-    mask = batch.get("action_mask")
-    if mask is not None:
-        try:
-            valid = valid & torch.broadcast_to(mask.bool(), x.shape)
-        except RuntimeError:
-            raise ValueError(
-                f"action_mask: shape {tuple(mask.shape)} does not broadcast to the action's {tuple(x.shape)}"
-            ) from None
-    return valid
-
-
-def masked_mean(sq_err: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean of ``sq_err`` over valid entries; ``where`` (not a product) so masked NaN/inf never leak."""
-    return torch.where(valid, sq_err, 0.0).sum() / valid.sum().clamp_min(1)
 
 
 def build_objective(config: IMFConfig) -> IMFObjective:
