@@ -211,6 +211,50 @@ def train(
 
 
 # ---------------------------------------------------------------------------------------------
+# dagger
+
+
+@main.command()
+@click.option("--head", shell_complete=_complete("head"), help="Network head, e.g. imf_attnres.")
+@click.option("--env", shell_complete=_complete("env"), help="Environment with an expert: pusht or roboimi.")
+@click.option("--objective", shell_complete=_complete("objective"), help="Training objective (default: the head's own).")
+@click.option("--dataset", type=click.Path(path_type=Path), help="Starting data (default: the env's default dataset).")
+@click.option("--rounds", type=click.IntRange(min=1), help="DAgger rounds after Phase I.")
+@click.option("--episodes", type=click.IntRange(min=1), help="Policy rollouts labelled by the expert per round.")
+@click.option("--logger", "loggers", multiple=True, shell_complete=_complete("logger"), help="Extra logger (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Root of run directories.")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Exact run directory (default: OUT/<date>/<time>_<head>_<env>_dagger).")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue a killed dagger run from its last finished stage.")
+@click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
+def dagger(head, env, objective, dataset, rounds, episodes, loggers, out, run_dir, resume_dir, overrides) -> None:
+    """DAgger: train, then round after round roll the policy out, let the env's expert label
+    every state it visited, add those steps to the data and keep training.
+
+    \b
+    Phase I trains on the starting data for train.max_steps. Each round r then:
+      1. rolls the policy out on --episodes fresh seeds (eval.n_envs processes), the expert
+         acting instead with probability dagger.beta * dagger.beta_decay^(r-1);
+      2. writes all data so far as RUN/data/round_<r>.zarr (the expert's action is the label);
+      3. trains dagger.steps_per_round more steps from round r-1's checkpoint on it;
+      4. scores the policy on the eval.n_test test seeds.
+    Example (PushT keypoints, 5 rounds of 20 episodes):
+      polx dagger --head imf_attnres --env pusht --rounds 5 --episodes 20 \\
+                  env.obs_type=keypoints train.max_steps=5000 dagger.steps_per_round=2000
+      polx dagger --resume runs/<date>/<time>_imf_attnres_pusht_dagger      # after a kill
+    dagger.* keys: beta (0.5), beta_decay (0.5), steps_per_round (2000), start_seed (200000),
+    disagreement (0.1: normalized action gap counted as a disagreement), max_steps (eval.max_steps).
+    Writes RUN/rounds.json, RUN/summary.json (the per-round table) and RUN/media/score_by_round.png.
+    """
+    from polx.dagger import prepare_dagger, run_dagger
+
+    plan = prepare_dagger(
+        _plugins(), head=head, env=env, objective=objective, dataset=dataset, rounds=rounds, episodes=episodes,
+        loggers=loggers, out=out, run_dir=run_dir, resume_dir=resume_dir, overrides=overrides, argv=sys.argv,
+    )  # fmt: skip
+    run_dagger(plan)
+
+
+# ---------------------------------------------------------------------------------------------
 # sweep
 
 

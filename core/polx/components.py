@@ -142,6 +142,27 @@ class EnvAdapter(Protocol):
         """Write ``episodes`` expert demonstrations to a zarr replay buffer at ``out``; returns a summary dict."""
 
 
+@runtime_checkable
+class Expert(Protocol):
+    """A teacher for any state the env can be in: what an ``EnvAdapter.make_expert()`` returns.
+
+    Optional: an adapter with ``make_expert`` lets ``polx dagger`` label the states its policy
+    visits. ``act`` must answer for the state ``env`` is in now (closed loop), not for where a
+    plan made from earlier states expected it to be; it may keep a plan while the state is the
+    one the plan predicted. ``record`` gives the same state as one row of the env's dataset
+    layout (the raw arrays ``dataset_obs`` reads, ``action`` excluded).
+    """
+
+    def reset(self) -> None:
+        """Forget everything from the previous episode."""
+
+    def act(self, env: "gymnasium.Env") -> "np.ndarray":
+        """The expert's action for the current state of ``env`` (an env from ``make_env()``)."""
+
+    def record(self, env: "gymnasium.Env") -> dict[str, "np.ndarray"]:
+        """``{raw dataset key: per-step array}`` for the current state of ``env``."""
+
+
 @attrs.define(kw_only=True)
 class Episode:
     """One rollout, as handed to ``render_trajectory``."""

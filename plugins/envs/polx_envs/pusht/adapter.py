@@ -49,6 +49,12 @@ class PushTAdapter:
         c = self.config
         return PushTEnv(obs_type=c.obs_type, render_size=c.render_size, legacy=c.legacy)
 
+    def make_expert(self):
+        """The scripted expert as a teacher for any state (``polx dagger``; see docs/plugin_hooks.md)."""
+        from polx_envs.pusht.expert import PushTExpert
+
+        return PushTExpert(record_size=self.config.render_size if self._needs_images else None)
+
     def dataset_obs(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Replay-buffer arrays -> this obs type's keys plus ``action`` (see the module docs of ``demos``)."""
         kind = self.config.obs_type

@@ -7,6 +7,14 @@ control step, the travel to the approach point included. The best few are then s
 full from the true state: backing off, a collision-free path around the block (a visibility
 graph over a ring of waypoints), the push. The winner is executed, then the expert decides again.
 A candidate that solves the task (coverage > 0.95) on the way wins outright. Deterministic.
+
+Closed loop: the plan also predicts the state after each of its steps, and the expert keeps
+following it only while the state it is shown is the one predicted (within 2 px and 0.04 rad;
+the model's own prediction drifts by up to ~1 px in contact, having no contact caches);
+any other state, a perturbation or a state another controller led to, gets a fresh plan from
+that state. So the action is the expert's answer for the state it is shown, whatever came
+before, which is what DAgger needs of a teacher; along its own trajectory it plans as rarely
+as before.
 """
 
 from __future__ import annotations
@@ -198,19 +206,58 @@ class PushTExpert:
         gap: float = 3.0,
         n_verify: int = 4,
         angle_weight: float = ANGLE_WEIGHT,
+        record_size: int | None = None,
     ):
+        """``record_size``: also render ``img`` frames of this size in ``record`` (image datasets)."""
+        self.record_size = record_size
         self.depths, self.push_speed, self.travel_speed, self.gap = depths, push_speed, travel_speed, gap
         self.n_verify, self.angle_weight = n_verify, angle_weight
         self.model = PushTSim(count_contacts=False)
-        self.queue: list[np.ndarray] = []
+        self.queue: list[tuple[np.ndarray, tuple]] = []  # (target, the state predicted after it)
+        self.expected: tuple | None = None  # the state the last action was predicted to lead to
 
     def reset(self) -> None:
-        self.queue = []
+        self.queue, self.expected = [], None
 
-    def act(self, sim: PushTSim) -> np.ndarray:
-        if not self.queue:
-            self.queue = self._plan(sim)
-        return np.clip(self.queue.pop(0), 0.0, WINDOW)
+    def act(self, env) -> np.ndarray:
+        """The target for the state of ``env`` (a ``PushTEnv``, or its ``PushTSim``) now."""
+        sim = getattr(getattr(env, "unwrapped", env), "sim", env)
+        if not self.queue or not self._as_predicted(sim):
+            snap = sim.snapshot()
+            self.queue = self._predict(snap, [np.clip(t, 0.0, WINDOW) for t in self._plan(sim)])
+        target, self.expected = self.queue.pop(0)
+        return target
+
+    def record(self, env) -> dict[str, np.ndarray]:
+        """The state of ``env`` as one row of the PushT dataset layout (see ``demos``), action excluded."""
+        from polx_envs.pusht import geometry, render
+
+        sim = getattr(getattr(env, "unwrapped", env), "sim", env)
+        row = {"state": sim.state().astype(np.float32), "keypoint": geometry.keypoints(sim.block_pose).astype(np.float32)}
+        if self.record_size is not None:
+            row["img"] = render.render_frame(sim.agent_pos, sim.block_polygons(), sim.contact_markers(), self.record_size)
+        return row
+
+    def _as_predicted(self, sim: PushTSim, tol_px: float = 2.0, tol_rad: float = 0.04) -> bool:
+        """Is ``sim`` in the state the plan predicted (pusher, its velocity, block pose)?"""
+        if self.expected is None:
+            return False
+        agent, velocity, block, angle = self.expected[:4]
+        return (
+            max(abs(sim.agent.position[0] - agent[0]), abs(sim.agent.position[1] - agent[1])) < tol_px
+            and max(abs(sim.agent.velocity[0] - velocity[0]), abs(sim.agent.velocity[1] - velocity[1])) < 5 * tol_px
+            and max(abs(sim.block.position[0] - block[0]), abs(sim.block.position[1] - block[1])) < tol_px
+            and abs(sim.block.angle - angle) < tol_rad
+        )
+
+    def _predict(self, snap: tuple, targets: list[np.ndarray]) -> list[tuple[np.ndarray, tuple]]:
+        """Each target with the model's state after it, from ``snap``."""
+        self.model.restore(snap)
+        out = []
+        for t in targets:
+            self.model.step(t)
+            out.append((t, self.model.snapshot()))
+        return out
 
     # -----------------------------------------------------------------------------------------
 
@@ -310,7 +357,7 @@ def run_episode(seed: int, max_steps: int = 300, legacy: bool = True, expert: Pu
     expert = expert or PushTExpert()
     best, steps, success = 0.0, 0, False
     for steps in range(1, max_steps + 1):
-        _, _, terminated, _, info = env.step(expert.act(env.sim))
+        _, _, terminated, _, info = env.step(expert.act(env))
         best = max(best, info["coverage"])
         if terminated:
             success = True

@@ -49,6 +49,12 @@ class RoboIMIAdapter:
 
         return PolicyObservation(RoboIMIEnv(self.config))
 
+    def make_expert(self):
+        """The state-feedback transfer expert, a teacher for any state (``polx dagger``)."""
+        from polx_envs.roboimi.expert import TransferExpert
+
+        return TransferExpert()
+
     def dataset_obs(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Replay-buffer arrays -> ``{cam: uint8 (N, S, S, 3), "qpos": (N, 14), "action": (N, 16)}`` (float32)."""
         cams, size = self.config.cameras, self.config.image_size

@@ -108,10 +108,16 @@ class TransferExpert:
     """``act(env)`` is the (16,) action (left arm, then right arm) for the state ``env`` is in now.
 
     Holds no state between calls; ``reset()`` exists for the expert contract and does nothing.
+    ``record(env)`` gives the dataset row of the current state (what ``polx dagger`` stores).
     """
 
     def reset(self) -> None:
         """Nothing to forget: every action is computed from the current state."""
+
+    def record(self, env) -> dict[str, np.ndarray]:
+        """The state of ``env`` as one row of the RoboIMI dataset layout (see ``demos``), action excluded."""
+        env = getattr(env, "unwrapped", env)
+        return {**env.render_cameras(), "qpos": env.qpos(), "ee_pose": env.ee_pose().astype(np.float32)}
 
     def act(self, env) -> np.ndarray:
         state = ArmsState.read(getattr(env, "unwrapped", env))

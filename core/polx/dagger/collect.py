@@ -1,0 +1,137 @@
+"""Rollouts of the current policy with every visited state labelled by the env's expert.
+
+At each step the expert is shown the state first (``record`` for the dataset row, ``act`` for
+its label); then the policy acts, and with probability beta the expert's action is executed
+instead. Each episode seeds the env, the policy's noise and the beta coin from its own seed,
+so the data do not depend on how episodes are spread over ``eval.n_envs`` processes. Workers
+are spawned and rebuild plugins, env, expert and policy as the evaluation rollouts' do.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import io
+import multiprocessing
+import sys
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from polx.data.normalizer import Normalizer
+from polx.errors import PolxError
+from polx.eval.rollout import load_recipe, plugin_recipe
+from polx.policy.policy import Policy, build_policy
+from polx.policy.runtime import ChunkRuntime
+
+
+@attrs.define(kw_only=True)
+class LabelledEpisode:
+    seed: int
+    arrays: dict[str, np.ndarray]  # the expert's ``record`` rows plus ``action`` = its labels
+    disagreements: int  # steps where policy and expert differ by more than dagger.disagreement
+    expert_steps: int  # steps on which the expert's action was executed (the beta coin)
+    max_reward: float
+    success: bool
+
+    @property
+    def steps(self) -> int:
+        return len(self.arrays["action"])
+
+
+def collect_episode(env: Any, expert: Any, runtime: ChunkRuntime, seed: int, *, beta: float, max_steps: int, threshold: float) -> LabelledEpisode:
+    """One labelled rollout from ``env.reset(seed=seed)``; the env is left at its final state."""
+    obs, _ = env.reset(seed=seed)
+    runtime.reset(seed=seed)
+    expert.reset()
+    coin = np.random.default_rng([seed, 0xDA66E4])
+    normalizer = runtime.policy.normalizer
+    rows: dict[str, list] = {}
+    disagreements = expert_steps = 0
+    rewards, success = [0.0], False
+    for _ in range(max_steps):
+        for key, value in expert.record(env).items():
+            rows.setdefault(key, []).append(np.asarray(value))
+        label = np.asarray(expert.act(env), dtype=np.float32)
+        rows.setdefault("action", []).append(label)
+        policy_action = runtime.act(obs)  # every step, so its observation history stays whole
+        gap = normalizer.normalize("action", torch.as_tensor(np.stack([policy_action, label]), dtype=torch.float32))
+        disagreements += bool((gap[0] - gap[1]).abs().max() > threshold)
+        take_expert = coin.random() < beta
+        expert_steps += take_expert
+        obs, reward, terminated, truncated, info = env.step(label if take_expert else policy_action)
+        rewards.append(float(reward))
+        success = success or bool(info.get("is_success", False))
+        if terminated or truncated:
+            break
+    arrays = {key: np.stack(values) for key, values in rows.items()}
+    return LabelledEpisode(
+        seed=seed, arrays=arrays, disagreements=disagreements, expert_steps=expert_steps, max_reward=max(rewards), success=success
+    )
+
+
+def collect(plugins: Any, config: Any, adapter: Any, policy: Policy, seeds: list[int], *, beta: float, max_steps: int, threshold: float, progress: bool = True) -> list[LabelledEpisode]:
+    """Labelled episodes for ``seeds``, in seed order, over ``config.eval.n_envs`` processes."""
+    kwargs = dict(beta=beta, max_steps=max_steps, threshold=threshold)
+    bar = tqdm(total=len(seeds), desc="dagger rollouts", unit="episode", disable=not progress, file=sys.stderr, leave=False)
+    was_training = policy.training
+    policy.eval()
+    try:
+        with bar:
+            if config.eval.n_envs == 1 or len(seeds) == 1:
+                env, expert = adapter.make_env(), adapter.make_expert()
+                runtime = ChunkRuntime(policy, num_steps=config.eval.num_steps)
+                try:
+                    done = []
+                    for seed in seeds:
+                        done.append(collect_episode(env, expert, runtime, seed, **kwargs))
+                        bar.update()
+                    return done
+                finally:
+                    env.close()
+            return _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, bar)
+    finally:
+        policy.train(was_training)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(recipe, config, adapter, weights: bytes) -> None:
+    torch.set_num_threads(1)  # n_envs processes share the cores
+    plugins = load_recipe(recipe)
+    state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
+    policy = build_policy(plugins, config, adapter.shape_meta, Normalizer.from_state_dict(state, prefix="normalizer."))
+    policy.load_state_dict(state)
+    runtime = ChunkRuntime(policy.eval(), num_steps=config.eval.num_steps)
+    _WORKER.update(env=adapter.make_env(), expert=adapter.make_expert(), runtime=runtime)
+
+
+def _worker_episode(seed: int, kwargs: dict) -> LabelledEpisode:
+    with torch.no_grad():
+        return collect_episode(_WORKER["env"], _WORKER["expert"], _WORKER["runtime"], seed, **kwargs)
+
+
+def _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, bar) -> list[LabelledEpisode]:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
+    done: dict[int, LabelledEpisode] = {}
+    with cf.ProcessPoolExecutor(
+        max_workers=min(config.eval.n_envs, len(seeds)),
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(plugin_recipe(plugins), config, adapter, buffer.getvalue()),
+    ) as pool:
+        futures = [pool.submit(_worker_episode, seed, kwargs) for seed in seeds]
+        try:
+            for future in cf.as_completed(futures):
+                episode = future.result()
+                done[episode.seed] = episode
+                bar.update()
+        except cf.process.BrokenProcessPool:
+            raise PolxError(
+                "a dagger rollout worker died (its traceback, if any, is printed above); eval.n_envs=1 collects in this process"
+            ) from None
+    return [done[seed] for seed in seeds]

@@ -1,0 +1,56 @@
+"""The ``dagger.*`` options: their own attrs section, parsed with the same strict rules as the rest."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from attrs import define, field
+
+from polx.config import ConfigError, defaults_of, in_range, non_negative, parse_override, positive, set_dotted, structure_section, unknown_keys
+
+
+@define(frozen=True, kw_only=True)
+class DaggerConfig:
+    """What a DAgger run does besides training; every round uses the same settings."""
+
+    #: expert control probability in round 1; round r uses beta * beta_decay ** (r - 1)
+    beta: float = field(default=0.5, validator=in_range(0.0, 1.0))
+    beta_decay: float = field(default=0.5, validator=in_range(0.0, 1.0))
+    #: training steps added by each round, continuing from the previous round's checkpoint
+    steps_per_round: int = field(default=2000, validator=positive)
+    #: seed of round 1's first rollout; round r, episode i uses start_seed + (r - 1) * episodes + i.
+    #: Away from the test seeds (eval.test_start_seed, 100000) and the demos' seeds (0, 1, ...)
+    start_seed: int = field(default=200_000, validator=non_negative)
+    #: a step counts as a disagreement when the policy's and the expert's actions differ by more
+    #: than this in normalized action units ([-1, 1] per dimension), the largest dimension
+    disagreement: float = field(default=0.1, validator=positive)
+    #: steps per collected episode; None: eval.max_steps
+    max_steps: int | None = field(default=None, validator=positive)
+
+    def beta_at(self, round_: int) -> float:
+        return self.beta * self.beta_decay ** (round_ - 1)
+
+    def seeds(self, round_: int, episodes: int) -> list[int]:
+        first = self.start_seed + (round_ - 1) * episodes
+        return list(range(first, first + episodes))
+
+
+def split_overrides(overrides: Iterable[str]) -> tuple[list[str], list[str]]:
+    """``KEY=VALUE`` arguments -> (``dagger.*`` ones, the rest, for the training config)."""
+    ours, rest = [], []
+    for text in overrides:
+        (ours if text.split("=", 1)[0].strip().startswith("dagger.") else rest).append(text)
+    return ours, rest
+
+
+def resolve_dagger_config(overrides: Iterable[str], base: dict | None = None) -> DaggerConfig:
+    """Defaults (or a saved ``base``) plus ``dagger.KEY=VALUE``; ``ConfigError`` lists every problem."""
+    tree = dict(base) if base is not None else defaults_of(DaggerConfig)
+    for text in overrides:
+        keys, value = parse_override(text)
+        tree = set_dotted(tree, keys[1:], value)
+    problems = unknown_keys({"dagger": tree}, {"dagger": DaggerConfig})
+    config = None if problems else structure_section("dagger", tree, DaggerConfig, problems)
+    if problems:
+        raise ConfigError(problems)
+    return config
