@@ -12,8 +12,8 @@ images are asked for, fills in what is not shipped: ``img``, re-rendered from ea
 whole numbers, so nothing is lost).
 
 Why these and not the scripted expert's demos: at equal config and budget a policy learns
-several times better from them (``benchmarks/README.md``, "Learning"): the expert's action
-depends on a queued plan that its observation does not show.
+several times better from them (``benchmarks/README.md``, "Learning"; what differs between
+the two datasets, as measured, is in ``plugins/envs/README.md``).
 """
 
 from __future__ import annotations
