@@ -6,9 +6,11 @@ tens of MB and its atomic write (temp file, fsync, rename) takes a good share of
 kills land in startup, training steps, log writes, rollouts and checkpoint writes alike.
 
 First one uninterrupted run gives the timing and the reference weights. Then, until ``--kills``
-kills are done: start the run (or ``--resume`` it), SIGKILL it after a delay drawn uniformly over
-the uninterrupted run's duration; a run that finishes before its kill is verified and a new one
-begins. Checked after every kill and resume:
+kills are done: start the run (or ``--resume`` it), SIGKILL or SIGTERM it (a coin toss) after a
+delay drawn uniformly over the uninterrupted run's duration; a run that finishes before its kill
+is verified and a new one begins. While a resumed process trains, a second ``--resume`` of the
+same directory is started and must be refused (one writer per run directory). Checked after
+every kill and resume:
 
 - every ``*.ckpt`` in ``checkpoints/`` loads with ``polx.train.checkpoint.load_checkpoint``
   (weights_only), and ``latest.ckpt`` is never older than the last one seen before the kill;
@@ -17,7 +19,10 @@ begins. Checked after every kill and resume:
 - ``logs.json.txt``: every complete line parses, each metric's ``global_step`` increases (steps
   logged after the checkpoint by the killed process are superseded, not duplicated);
 - a finished run: ``summary.json``, the final step, every PNG readable, and (figure, not a
-  failure) whether its weights equal the uninterrupted run's.
+  failure) whether its weights equal the uninterrupted run's;
+- last, a full disk: the reference run resumed with a file-size limit below one checkpoint
+  (``RLIMIT_FSIZE``, so the kernel refuses the write as a full disk would) must exit 1 with a
+  message, no traceback, and its ``latest.ckpt`` intact.
 
     python benchmarks/drill_kill_resume.py [--kills 20] [--seed 0] [--max-steps 300] [--checkpoint-every 10]
 
@@ -30,6 +35,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import subprocess
@@ -74,10 +80,16 @@ def overrides(args, cache: Path) -> list[str]:
 class Process:
     """``polx train`` in the background; stderr is collected by a thread, so it never blocks."""
 
-    def __init__(self, argv: list[str], env: dict):
+    def __init__(self, argv: list[str], env: dict, file_size_limit: int | None = None):
         self.started = time.perf_counter()
+
+        def limit() -> None:  # a write past the limit fails with EFBIG, as one on a full disk fails with ENOSPC
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
         self.proc = subprocess.Popen([sys.executable, "-m", "polx", "train", *argv], env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=limit if file_size_limit else None)
         self.lines: list[tuple[float, str]] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -185,8 +197,9 @@ class Drill:
         self.problems: list[str] = []
         self.figures = dict.fromkeys(
             ["kills", "kills_during_startup", "kills_mid_checkpoint_write", "kills_before_first_checkpoint",
-             "kills_after_summary", "kills_with_partial_log_line", "resumes", "runs_finished",
-             "unresumable_after_final_checkpoint", "max_steps_lost", "steps_lost_total", "failed_processes"], 0)
+             "kills_after_summary", "kills_with_partial_log_line", "kills_by_sigterm", "resumes", "runs_finished",
+             "unresumable_after_final_checkpoint", "max_steps_lost", "steps_lost_total", "failed_processes",
+             "second_writers_refused", "second_writers_undecided"], 0)
         self.weights_match: list[bool] = []
         self.run_index = 0
         self.seen_ckpt_step = -1  # latest.ckpt's step as last seen while a process ran
@@ -210,10 +223,14 @@ class Drill:
         proc = Process(["--resume", str(run)] if resume else [*self.fresh_args, "--run-dir", str(run)], self.env)
         started = self.watch(proc, proc.started + delay, expected_start)
         fig["resumes"] += resume and started
+        if resume and started and proc.proc.poll() is None:
+            self.second_writer(proc)
         killed = proc.proc.poll() is None
         if killed:
-            os.kill(proc.proc.pid, signal.SIGKILL)
+            sig = self.rng.choice([signal.SIGKILL, signal.SIGTERM])
+            os.kill(proc.proc.pid, sig)
             fig["kills"] += 1
+            fig["kills_by_sigterm"] += sig == signal.SIGTERM
             fig["kills_during_startup"] += not started
         code = proc.finish()
 
@@ -233,6 +250,18 @@ class Drill:
             self.problems.append(f"polx train exited {code}:\n{proc.stderr()[-2000:]}")
             return False
         return True
+
+    def second_writer(self, first: Process) -> None:
+        """A second ``--resume`` of the run ``first`` is writing: refused, naming the holder, while ``first`` runs."""
+        second = Process(["--resume", str(self.run)], self.env)
+        code = second.finish()
+        if code != 0 and "in use by another polx process" in second.stderr() and f"PID {first.proc.pid}" in second.stderr():
+            self.figures["second_writers_refused"] += 1
+        elif first.proc.poll() is not None:  # the first had finished or died by then: the second may rightly run
+            self.figures["second_writers_undecided"] += 1
+        else:
+            self.problems.append(f"a second --resume of {self.run.name} was not refused while the first ran (exit {code}):\n"
+                                 f"{second.stderr()[-1000:]}")
 
     def watch(self, proc: Process, deadline: float, expected_start: int) -> bool:
         """Until ``deadline`` or exit: check the start step and temp-file cleanup, follow latest.ckpt.
@@ -312,6 +341,24 @@ class Drill:
         self.finished("")
 
 
+def full_disk(work: Path, env: dict, args, problems: list[str]) -> bool:
+    """Resume a copy of the reference run with a file-size limit below one checkpoint: a message, exit 1, the old checkpoint kept."""
+    run = work / "full_disk"
+    shutil.copytree(work / "reference", run)
+    (run / "summary.json").unlink()
+    latest = run / "checkpoints" / LATEST
+    before = latest.read_bytes()
+    proc = Process(["--resume", str(run), f"train.max_steps={args.max_steps + args.checkpoint_every}"], env,
+                   file_size_limit=latest.stat().st_size // 2)
+    code = proc.finish()
+    said = proc.stderr()
+    ok = code == 1 and "could not write checkpoint" in said and "Traceback" not in said and latest.read_bytes() == before
+    if not ok:
+        problems.append(f"full disk: exit {code}, checkpoint kept: {latest.read_bytes() == before}:\n{said[-1500:]}")
+    print(f"full disk during a checkpoint: exit {code}, {'message and old checkpoint kept' if ok else 'NOT handled'}", flush=True)
+    return ok
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20, help="SIGKILLs to deliver (default 20)")
@@ -343,12 +390,14 @@ def main() -> None:
     while drill.figures["kills"] < args.kills and drill.attempt():
         pass
     drill.complete()
+    disk_ok = full_disk(work, env, args, drill.problems)
 
     for problem in drill.problems:
         print(f"PROBLEM: {problem}")
     figures = {
         **drill.figures,
         "corrupt_or_inconsistent": len(drill.problems),
+        "full_disk_handled": disk_ok,
         "weights_equal_uninterrupted": f"{sum(drill.weights_match)}/{len(drill.weights_match)}",
         "checkpoint_mb": round(size_mb, 1),
         "uninterrupted_s": round(duration, 1),

@@ -69,6 +69,7 @@ def world(tmp_path_factory) -> Path:
     shutil.copytree(root / "demos.zarr", root / "no_keypoints.zarr")
     shutil.rmtree(root / "no_keypoints.zarr" / "data" / "keypoint")
     (root / "file.zarr").write_text("not a zarr store\n")
+    damage_datasets(root)
 
     # checkpoints that are not polx checkpoints
     real = (root / "imf" / "checkpoints" / LATEST).read_bytes()
@@ -82,6 +83,13 @@ def world(tmp_path_factory) -> Path:
     state = torch.load(root / "imf" / "checkpoints" / LATEST, weights_only=True)
     state["config"] = torch.load(root / "ddpm" / "checkpoints" / LATEST, weights_only=True)["config"]
     torch.save(state, bad / "config_of_other_head.ckpt")  # imf weights under a ddpm config
+    state = torch.load(root / "imf" / "checkpoints" / LATEST, weights_only=True)
+    for weights in (state["model"], state["ema"]["model"]):
+        next(v for v in weights.values() if v.is_floating_point()).view(-1)[0] = float("nan")
+    torch.save(state, bad / "nan_weights.ckpt")
+    state = torch.load(root / "imf" / "checkpoints" / LATEST, weights_only=True)
+    del state["global_step"]
+    torch.save(state, bad / "malformed.ckpt")  # a polx checkpoint that lost a field
 
     # run directories to --resume: a ddpm checkpoint in an imf run, and bad latest.ckpt files
     def run_copy(name: str, checkpoint: bytes) -> None:
@@ -95,6 +103,25 @@ def world(tmp_path_factory) -> Path:
     (root / "bad.yaml").write_text("train:\n  max_stpes: 10\n")
     (root / "cache").mkdir()
     return root
+
+
+def damage_datasets(root: Path) -> None:
+    """Copies of ``demos.zarr``, each damaged one way a real dataset gets damaged or mis-made."""
+    def copy(name: str) -> zarr.Group:
+        shutil.copytree(root / "demos.zarr", root / name)
+        return zarr.open_group(str(root / name), mode="r+")
+
+    copy("nan_action.zarr")["data/action"][5] = [np.nan, 1.0]
+    copy("inf_keypoint.zarr")["data/keypoint"][9, 0] = [np.inf, 0.0]
+    copy("missing_chunk.zarr")
+    (root / "missing_chunk.zarr" / "data" / "action" / "0.0").unlink()
+    copy("bad_zarray.zarr")
+    (root / "bad_zarray.zarr" / "data" / "action" / ".zarray").write_text('{"zarr_format": 2, "shape": [')
+    for name, key, reshape in (("keypoints_8.zarr", "keypoint", lambda a: a[:, :8]), ("action_3d.zarr", "action", lambda a: np.concatenate([a, a[:, :1]], 1))):
+        group = copy(name)
+        values = reshape(group[f"data/{key}"][:])
+        del group["data"][key]
+        group["data"].create_array(key, shape=values.shape, dtype=values.dtype, chunks=values.shape, config={"write_empty_chunks": True})[:] = values
 
 
 class RunsCode:
@@ -158,6 +185,27 @@ CASES = [
     ("info_without_episode_ends", ["data", "info", "{root}/no_ends.zarr"], 2, ["no meta/episode_ends"]),
     ("info_arrays_too_short", ["data", "info", "{root}/long_ends.zarr"], 2, ["meta/episode_ends[-1] is"]),
     ("info_of_a_file", ["data", "info", "{root}/file.zarr"], 2, ["is a file"]),
+    # damaged or mis-made data: found when the dataset is opened, before the run directory exists
+    ("dataset_nan_action", [*TRAIN, "--dataset", "{root}/nan_action.zarr"], 2,
+     ["nan_action.zarr", "action has non-finite values (NaN/inf)", "first at step 5 (episode 0)"]),
+    ("dataset_inf_keypoint", [*TRAIN, "--dataset", "{root}/inf_keypoint.zarr"], 2, ["keypoints has non-finite values", "step 9"]),
+    ("dataset_missing_chunk", [*TRAIN, "--dataset", "{root}/missing_chunk.zarr"], 2,
+     ["missing_chunk.zarr", "data/action is missing 1 of its 1 chunk files", "zeros"]),
+    ("dataset_corrupt_zarray", [*TRAIN, "--dataset", "{root}/bad_zarray.zarr"], 2, ["bad_zarray.zarr", "zarr metadata could not be read"]),
+    ("dataset_keypoints_8", [*TRAIN, "--dataset", "{root}/keypoints_8.zarr"], 2,
+     ["keypoints_8.zarr", "keypoints has per-step shape (18,)", "the env expects (20,)"]),
+    ("dataset_3d_action", [*TRAIN, "--dataset", "{root}/action_3d.zarr"], 2, ["action has per-step shape (3,)", "the env expects (2,)"]),
+    ("info_missing_chunk", ["data", "info", "{root}/missing_chunk.zarr"], 2, ["missing 1 of its 1 chunk files"]),
+    ("info_corrupt_zarray", ["data", "info", "{root}/bad_zarray.zarr"], 2, ["zarr metadata could not be read"]),
+    # seeds the simulators refuse, output paths polx cannot write
+    ("train_seed_out_of_range", [*TRAIN, "eval.test_start_seed=4294967295", "eval.n_test=2"], 2,
+     ["eval.test_start_seed: episode seeds 4294967295..4294967296 must lie in 0..4294967295"]),
+    ("train_negative_seed", [*TRAIN, "train.seed=-3"], 2, ["train.seed: must lie in 0.."]),
+    ("eval_negative_seed", ["eval", "--checkpoint", "{root}/imf/checkpoints/latest.ckpt", "--seed=-1"], 2, ["eval.test_start_seed"]),
+    ("out_is_a_file", [*TRAIN, "--out", "{root}/bad.yaml"], 2, ["--out", "bad.yaml", "is a file, not a directory"]),
+    ("run_dir_under_a_file", [*TRAIN, "--run-dir", "{root}/bad.yaml/run"], 2, ["--run-dir", "which is a file"]),
+    ("eval_out_is_a_file", ["eval", "--checkpoint", "{root}/imf/checkpoints/latest.ckpt", "--out", "{root}/bad.yaml"], 2,
+     ["--out", "is a file, not a directory"]),
     # checkpoints: from another head, or not checkpoints at all
     ("resume_other_heads_checkpoint", ["train", "--resume", "{root}/resume_other_head", "train.max_steps=4"], 2,
      ["different policy", "head: checkpoint has 'ddpm_transformer', this run has 'imf_attnres'"]),
@@ -172,6 +220,9 @@ CASES = [
     ("eval_truncated", ["eval", "--checkpoint", "{root}/bad_ckpts/truncated.ckpt"], 2, ["truncated.ckpt", "is not a polx checkpoint"]),
     ("eval_plain_torch_file", ["eval", "--checkpoint", "{root}/bad_ckpts/plain_torch.ckpt"], 2, ["is not a polx checkpoint"]),
     ("eval_checkpoint_that_runs_code", ["eval", "--checkpoint", "{root}/bad_ckpts/runs_code.ckpt"], 2, ["never run code"]),
+    ("eval_nan_weights", ["eval", "--checkpoint", "{root}/bad_ckpts/nan_weights.ckpt"], 2, ["nan_weights.ckpt", "non-finite weights"]),
+    ("eval_malformed_checkpoint", ["eval", "--checkpoint", "{root}/bad_ckpts/malformed.ckpt"], 2,
+     ["malformed polx checkpoint", "global_step is missing"]),
     ("eval_missing_checkpoint", ["eval", "--checkpoint", "{root}/nope.ckpt"], 2, ["nope.ckpt", "does not exist"]),
     ("eval_directory", ["eval", "--checkpoint", "{root}/imf/checkpoints"], 2, ["checkpoints'"]),
     ("eval_episodes_zero", ["eval", "--checkpoint", "{root}/imf/checkpoints/latest.ckpt", "--episodes", "0"], 2, ["--episodes"]),
@@ -184,6 +235,12 @@ CASES = [
      ["is a run of head 'imf_attnres' on env 'pusht'", "drop --head/--env"]),
     ("resume_shape_change", ["train", "--resume", "{root}/imf", "train.max_steps=4", "head.n_emb=64"], 2, ["does not fit the policy"]),
     ("run_dir_not_empty", [*TRAIN, "--run-dir", "{root}/imf"], 2, ["exists and is not empty", "--resume"]),
+    ("resume_with_logger", ["train", "--resume", "{root}/imf", "--logger", "wandb", "train.max_steps=4"], 2,
+     ["--logger cannot be combined with --resume"]),
+    ("resume_with_objective", ["train", "--resume", "{root}/imf", "--objective", "imf", "train.max_steps=4"], 2,
+     ["--objective cannot be combined with --resume"]),
+    ("resume_with_run_dir", ["train", "--resume", "{root}/imf", "--run-dir", "{root}/elsewhere", "train.max_steps=4"], 2,
+     ["--run-dir cannot be combined with --resume"]),
     # data generate onto an existing path
     ("generate_over_dataset", ["data", "generate", "--env", "pusht", "--episodes", "1", "--out", D], 2,
      ["demos.zarr", "already exists"]),

@@ -86,3 +86,58 @@ def test_grid_and_shard_parsing(tmp_path):
             parse_shard(bad)
     with pytest.raises(UserInputError):
         parse_grid(["a.b="])
+
+
+def hold_lock(path: Path) -> subprocess.Popen:
+    """Another process holding ``path`` (a run directory's or a sweep's lock), until killed."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from polx.runlock import FileLock; "
+                               "FileLock().acquire(sys.argv[1], 'x'); print('held', flush=True); time.sleep(600)", str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_cell_another_process_is_writing_is_never_deleted(tmp_path):
+    from polx.runlock import RUN_LOCK
+    from polx.sweep import cell_status
+
+    cell = cells({"a.b": ["1"]}, tmp_path)[0]
+    cell.dir.mkdir()
+    (cell.dir / "config.yaml").write_text("a run that has not checkpointed yet")
+    holder = hold_lock(cell.dir / RUN_LOCK)
+    try:
+        assert cell_status(cell) == "running"
+        assert train_command(cell, ["--head", "h", "--env", "e"], []) is None
+        assert (cell.dir / "config.yaml").is_file()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert cell_status(cell) == "new"  # the holder died: the kernel dropped its lock
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_sweeps_cells_and_a_second_sweep_is_refused(toy_env, tmp_path):
+    import signal
+    import time
+
+    from polx.runlock import RUN_LOCK, run_dir_holder
+
+    base = toy_plugin.toy_overrides(tmp_path / "cache", "train.max_steps=1000000", "train.val_every=0", "eval.rollout_every=0",
+                                    "train.checkpoint_every=0")
+    cmd = [sys.executable, "-m", "polx", "sweep", "--head", "toy_mlp", "--env", "toy_reach", "--out", str(tmp_path / "runs"),
+           "--name", "long", "--grid", "head.hidden=8", *base]
+    first = subprocess.Popen(cmd, env=toy_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cell = tmp_path / "runs" / "sweeps" / "long" / "head.hidden=8"
+    deadline = time.monotonic() + 600
+    while run_dir_holder(cell) is None:  # the cell's polx train has its run directory
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.2)
+    trainer_pid = run_dir_holder(cell)
+    second = subprocess.run(cmd, env=toy_env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 1 and "in use by another polx process" in second.stderr and f"PID {first.pid}" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 1 and "sweep stopped by SIGTERM" in err and "Traceback" not in err, err
+    with pytest.raises(ProcessLookupError):
+        os.kill(trainer_pid, 0)  # the cell's process is gone, not an orphan
+    assert not (cell / RUN_LOCK).exists() or run_dir_holder(cell) is None

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from polx.errors import UserInputError
+from polx.errors import PolxError, UserInputError
 from polx.train import checkpoint as ckpt
 from polx.train.checkpoint import TopK, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
@@ -39,7 +39,7 @@ def test_crash_between_write_and_rename_keeps_the_old_file(tmp_path: Path, monke
         raise OSError("simulated crash before the rename")
 
     monkeypatch.setattr(ckpt.os, "replace", crash)
-    with pytest.raises(OSError, match="simulated"):
+    with pytest.raises(PolxError, match="simulated crash before the rename.*the previous latest.ckpt is kept"):
         save_checkpoint(path, _state(2))
     monkeypatch.undo()
     assert load_checkpoint(path)["global_step"] == 1
@@ -100,6 +100,50 @@ def test_process_killed_while_saving_leaves_a_loadable_checkpoint(tmp_path: Path
     assert state["global_step"] == 1 and torch.all(state["model"]["w"] == 1.0)
     ckpt.remove_stale_temp_files(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["latest.ckpt"]
+
+
+_FULL_DISK = """
+import resource, signal, sys, torch
+from polx.errors import PolxError
+from polx.train import checkpoint
+
+path = sys.argv[1]
+checkpoint.save_checkpoint(path, {"global_step": 1, "model": {"w": torch.ones(10)}})
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (64_000, 64_000))
+try:
+    checkpoint.save_checkpoint(path, {"global_step": 2, "model": {"w": torch.ones(100_000)}})
+except PolxError as exc:
+    print(exc)
+"""
+
+
+def test_a_write_that_runs_out_of_space_is_a_message_and_keeps_the_old_checkpoint(tmp_path: Path) -> None:
+    """A real short write (the kernel refuses bytes past RLIMIT_FSIZE), not a mocked one."""
+    path = tmp_path / "latest.ckpt"
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "could not write checkpoint" in out.stdout and "the previous latest.ckpt is kept" in out.stdout, out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+    assert load_checkpoint(path)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.ckpt"]  # the partial temp file is gone
+
+
+def test_a_malformed_checkpoint_is_named_before_use(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path / "x.ckpt", {"global_step": "3", "model": {"w": 1}, "config": {}})
+    with pytest.raises(UserInputError) as info:
+        ckpt.check_complete(load_checkpoint(path), path)
+    message = str(info.value)
+    assert "malformed polx checkpoint" in message and "global_step is a str, expected a int" in message
+    assert "spec is missing" in message and "optimizer is missing" in message
+
+
+def test_non_finite_weights_are_refused(tmp_path: Path) -> None:
+    module = torch.nn.Linear(2, 2)
+    weights = {k: v.clone() for k, v in module.state_dict().items()}
+    weights["bias"][1] = float("inf")
+    with pytest.raises(UserInputError, match="non-finite weights \\(bias\\)"):
+        ckpt.load_weights(module, weights, tmp_path / "x.ckpt")
 
 
 class Payload:  # a pickled object whose loading would run code

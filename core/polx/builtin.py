@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 from polx import hookimpl
+from polx.logdispatch import REQUIRED_LOGGERS, required_log_failed
 
 
 class CorePlugin:
@@ -37,6 +38,8 @@ class CorePlugin:
                 continue
             try:
                 logger.log(step, metrics, images)
-            except Exception as exc:  # a logger's failure is reported, never fatal
+            except Exception as exc:  # a tracker's failure is reported, never fatal; the JSON log's is
+                if name in REQUIRED_LOGGERS:
+                    raise required_log_failed(name, step, exc) from exc
                 run.failed_loggers.add(name)
                 warnings.warn(f"logger {name!r} failed and is skipped from now on: {type(exc).__name__}: {exc}", stacklevel=2)

@@ -1,7 +1,10 @@
 """Opening the run's loggers and sending them metrics, with the guarantees core owns.
 
 - A logger (or a third-party ``log_metrics`` implementation) that raises warns once and is
-  skipped from then on; training and the other loggers continue.
+  skipped from then on; training and the other loggers continue. Trackers are optional.
+- The JSON log is not: it is the run's own record (curves, sweeps and resumes read it), so a
+  JSON log that cannot be opened or written stops the run with a ``RequiredLogError`` instead
+  of switching itself off and leaving a "finished" run with records missing.
 - Only numbers reach loggers as metrics and only still images (PNG/JPEG paths) as images:
   a video-like value is dropped with one warning. polx never records or uploads videos.
 """
@@ -14,6 +17,22 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from polx.components import Run
+from polx.errors import PolxError
+
+#: loggers a run cannot do without: a failure to open or write one stops the run
+REQUIRED_LOGGERS = frozenset({"json"})
+
+
+class RequiredLogError(PolxError):
+    """A required logger failed; the run stops (exit 1), its last checkpoint kept."""
+
+
+def required_log_failed(name: str, step: int | None, exc: BaseException) -> RequiredLogError:
+    when = "could not be opened" if step is None else f"could not record step {step}"
+    return RequiredLogError(
+        f"the {name} log {when} ({type(exc).__name__}: {exc}); the run stopped rather than go on with records missing. "
+        "Free disk space or repair the file, then continue with polx train --resume"
+    )
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 _VIDEO_SUFFIXES = {".mp4", ".gif", ".webm", ".avi", ".mov", ".mkv"}
@@ -32,6 +51,8 @@ def open_loggers(plugins: Any, run: Run, config: Any) -> None:
         try:
             run.loggers[name] = plugins.registry.get("logger", name).build(cfg, run)
         except Exception as exc:
+            if name in REQUIRED_LOGGERS:
+                raise required_log_failed(name, None, exc) from exc
             warnings.warn(f"logger {name!r} could not start and is skipped: {type(exc).__name__}: {exc}", stacklevel=2)
 
 
@@ -98,6 +119,8 @@ def log(plugins: Any, run: Run, step: int, metrics: Mapping[str, Any], images: M
             continue
         try:
             impl.function(run=run, step=step, metrics=clean, images=pictures)
+        except RequiredLogError:
+            raise
         except Exception as exc:
             run.failed_sinks.add(impl.plugin_name)
             warnings.warn(

@@ -7,26 +7,34 @@ directory) is found here, so a bad command exits 2 with nothing created on disk.
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
 from pathlib import Path
 from typing import Any, Iterable
 
 import attrs
 import yaml
 
-from polx.config import RunConfig, resolve_config
+from polx.config import ConfigError, RunConfig, resolve_config
 from polx.errors import DatasetError, UserInputError
 from polx.plugins import PolxPlugins, require
+from polx.runlock import RUN_LOCK
 
 
 @attrs.define(kw_only=True)
 class TrainingPlan:
-    """What ``polx train`` will do. ``run_dir`` does not exist yet unless ``resume``."""
+    """What ``polx train`` will do. ``run_dir`` does not exist yet unless ``resume`` (or it is an empty ``--run-dir``).
+
+    ``exact_run_dir``: ``run_dir`` is used as it is (``--run-dir``), not as the base of a fresh
+    ``_2``, ``_3``... name (the default ``OUT/<date>/<time>_<head>_<env>``).
+    """
 
     plugins: PolxPlugins
     config: RunConfig
     run_dir: Path
     resume: bool
     argv: list[str]
+    exact_run_dir: bool = False
 
 
 def logger_names(requested: Iterable[str]) -> tuple[str, ...]:
@@ -58,6 +66,58 @@ def read_run_config(run_dir: Path) -> dict:
     return data
 
 
+#: every episode seed must fit here: gymnasium and numpy refuse others at the first reset
+EPISODE_SEEDS = (0, 2**32 - 1)
+RNG_SEEDS = (0, 2**63 - 1)  # train.seed and data.split_seed (torch, numpy and Python all take these)
+
+
+def check_seeds(config: RunConfig) -> None:
+    """``ConfigError`` naming each seed (or seed range) outside what the libraries accept."""
+    ev, problems = config.eval, []
+    for key, first, count in (("eval.test_start_seed", ev.test_start_seed, ev.n_test), ("eval.train_start_seed", ev.train_start_seed, ev.n_train)):
+        last = first + max(count, 1) - 1
+        if first < EPISODE_SEEDS[0] or last > EPISODE_SEEDS[1]:
+            problems.append(
+                f"{key}: episode seeds {first}..{last} must lie in {EPISODE_SEEDS[0]}..{EPISODE_SEEDS[1]} (2**32 - 1); got {first}"
+            )
+    for key, value in (("train.seed", config.train.seed), ("data.split_seed", config.data.split_seed)):
+        if not RNG_SEEDS[0] <= value <= RNG_SEEDS[1]:
+            problems.append(f"{key}: must lie in {RNG_SEEDS[0]}..{RNG_SEEDS[1]} (2**63 - 1); got {value}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def check_writable_dir(path: Path, option: str) -> None:
+    """``path`` is, or can be created as, a directory polx can write; else ``UserInputError`` (nothing is created)."""
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {str(existing)!r}, which is a file"
+        raise UserInputError(f"{option} {str(path)!r} {where}, not a directory; choose a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserInputError(f"{option} {str(path)!r}: {str(existing)!r} is not writable; choose a directory you can write")
+
+
+def _absolute(path: str | None, base: Path) -> str | None:
+    return None if path is None or Path(path).is_absolute() else str(base / path)
+
+
+def _with_absolute_data_path(config: RunConfig, base: Path) -> RunConfig:
+    """``data.path`` made absolute against ``base``, so a resume from elsewhere reads the same data."""
+    path = _absolute(config.data.path, base)
+    return config if path is None else attrs.evolve(config, data=attrs.evolve(config.data, path=path))
+
+
+def _saved_cwd(run_dir: Path) -> Path | None:
+    """The working directory the run started in (its manifest), against which old relative paths resolve."""
+    try:
+        return Path(json.loads((Path(run_dir) / "manifest.json").read_text())["cwd"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def config_from_saved(plugins: PolxPlugins, saved: dict, overrides: Iterable[str] = ()) -> RunConfig:
     """Rebuild a run's exact config from its saved dict, then apply ``overrides``."""
     comps = saved["components"]
@@ -81,13 +141,17 @@ def prepare_training(
     dataset: Path | None = None,
     config_files: Iterable[Path] = (),
     loggers: Iterable[str] = (),
-    out: Path = Path("runs"),
+    out: Path | None = None,
     run_dir: Path | None = None,
     resume_dir: Path | None = None,
     overrides: Iterable[str] = (),
     argv: list[str] | None = None,
 ) -> TrainingPlan:
-    """Validate the request; ``run_dir`` names the exact directory (default: under ``out`` by date)."""
+    """Validate the request; ``run_dir`` names the exact directory (default: under ``out`` by date).
+
+    ``data.path`` is made absolute (against the working directory), so ``config.yaml`` names the
+    data the run trained on wherever it is resumed from.
+    """
     overrides = list(overrides)
     if dataset is not None:
         overrides.append(f"data.path={yaml.safe_dump(str(dataset)).splitlines()[0]}")
@@ -100,10 +164,19 @@ def prepare_training(
             )
         for path in config_files:
             raise UserInputError("--config cannot be combined with --resume; pass KEY=VALUE overrides instead")
+        ignored = [flag for flag, given in (("--objective", objective), ("--logger", list(loggers)), ("--run-dir", run_dir), ("--out", out)) if given]
+        if ignored:
+            raise UserInputError(
+                f"{', '.join(ignored)} cannot be combined with --resume: a resumed run keeps its objective, loggers and "
+                f"directory; drop {'them' if len(ignored) > 1 else 'it'} (or start a new run)"
+            )
+        saved_path = (saved.get("data") or {}).get("path")
+        if isinstance(saved_path, str) and (cwd := _saved_cwd(resume_dir)) is not None:
+            saved = {**saved, "data": {**saved["data"], "path": _absolute(saved_path, cwd) or saved_path}}
         config = config_from_saved(plugins, saved, overrides)
         if not (Path(resume_dir) / "checkpoints" / "latest.ckpt").is_file():
             raise UserInputError(f"--resume {str(resume_dir)!r} has no checkpoints/latest.ckpt to resume from")
-        run_dir, resume = Path(resume_dir), True
+        run_dir, resume, exact = Path(resume_dir), True, True
     else:
         head = require(plugins, "head", head, "--head")
         env = require(plugins, "env", env, "--env")
@@ -119,12 +192,19 @@ def prepare_training(
             config_files=config_files,
             overrides=overrides,
         )
-        if run_dir is not None and Path(run_dir).exists() and any(Path(run_dir).iterdir()):
-            raise UserInputError(f"--run-dir {str(run_dir)!r} exists and is not empty; use --resume to continue it")
-        run_dir, resume = (Path(run_dir) if run_dir is not None else Path(out) / run_dir_name(config)), False
+        if run_dir is not None:
+            check_writable_dir(run_dir, "--run-dir")
+            if Path(run_dir).is_dir() and any(p.name != RUN_LOCK for p in Path(run_dir).iterdir()):
+                raise UserInputError(f"--run-dir {str(run_dir)!r} exists and is not empty; use --resume to continue it")
+        else:
+            check_writable_dir(Path(out or "runs"), "--out")
+        exact = run_dir is not None
+        run_dir, resume = (Path(run_dir) if exact else Path(out or "runs") / run_dir_name(config)), False
+    config = _with_absolute_data_path(config, Path.cwd())
+    check_seeds(config)
     if config.data.path is not None and not Path(config.data.path).exists():
         raise DatasetError(f"dataset {config.data.path!r} does not exist (data.path / --dataset)")
-    return TrainingPlan(plugins=plugins, config=config, run_dir=run_dir, resume=resume, argv=list(argv or []))
+    return TrainingPlan(plugins=plugins, config=config, run_dir=run_dir, resume=resume, argv=list(argv or []), exact_run_dir=exact)
 
 
 def build_env_adapter(plugins: PolxPlugins, env: str, overrides: Iterable[str] = ()) -> Any:

@@ -5,6 +5,11 @@ Each grid cell trains in its own directory, ``<sweep>/<key=value,...>/``, as a s
 wrote ``summary.json`` is finished and skipped on the next invocation; a cell with a checkpoint
 but no summary is resumed. ``--shard I/N`` runs every N-th cell, which is how one grid is spread
 over N machines sharing a filesystem; ``--summarize-only`` then collects the results.
+
+A sweep never touches a cell another process is writing (its run directory's lock is held:
+status ``running``), and one shard of one sweep runs in one process at a time (a lock file in
+the sweep directory). SIGTERM or SIGINT stops the sweep's cells (they keep their last
+checkpoints) and starts no more; the same command later resumes them.
 """
 
 from __future__ import annotations
@@ -13,15 +18,18 @@ import csv
 import itertools
 import json
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
 import attrs
 
-from polx.errors import UserInputError
+from polx.errors import PolxError, UserInputError
+from polx.runlock import FileLock, run_dir_holder
 
 
 @attrs.define(kw_only=True)
@@ -77,37 +85,94 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def cell_status(cell: Cell) -> str:
+    """``finished``, ``running`` (another process holds its run directory), ``resumable`` or ``new``."""
     if (cell.dir / "summary.json").is_file():
         return "finished"
+    if run_dir_holder(cell.dir) is not None:
+        return "running"
     if (cell.dir / "checkpoints" / "latest.ckpt").is_file():
         return "resumable"
     return "new"
 
 
-def train_command(cell: Cell, base_args: list[str], overrides: list[str]) -> list[str]:
+def train_command(cell: Cell, base_args: list[str], overrides: list[str]) -> list[str] | None:
+    """The ``polx train`` command for ``cell``; None when another process is running it."""
     cmd = [sys.executable, "-m", "polx", "train"]
-    if cell_status(cell) == "resumable":
+    status = cell_status(cell)
+    if status == "running":
+        return None
+    if status == "resumable":
         return cmd + ["--resume", str(cell.dir), *overrides, *cell.overrides]
     if cell.dir.exists():  # a run killed before its first checkpoint: nothing to resume, start over
         shutil.rmtree(cell.dir)
     return cmd + [*base_args, "--run-dir", str(cell.dir), *overrides, *cell.overrides]
 
 
-def run_cells(todo: list[Cell], base_args: list[str], overrides: list[str], parallel: int, log_dir: Path) -> dict[str, int]:
-    """Run ``todo`` with at most ``parallel`` processes; returns label -> exit code."""
-    log_dir.mkdir(parents=True, exist_ok=True)
+def lock_shard(root: Path, index: int, count: int) -> FileLock:
+    """One process per shard of a sweep; ``LockHeldError`` names the one already running it."""
+    what = f"sweep {str(root)!r}" + (f" (shard {index}/{count})" if count > 1 else "")
+    return FileLock().acquire(root / f".polx-sweep-{index}-of-{count}.lock", what)
 
-    def one(cell: Cell) -> tuple[str, int]:
-        cmd = train_command(cell, base_args, overrides)
-        with open(log_dir / f"{cell.dir.name}.log", "a") as log:
+
+class SweepStopped(PolxError):
+    """SIGTERM reached the sweep: its running cells were stopped, none started after."""
+
+
+def run_cells(todo: list[Cell], base_args: list[str], overrides: list[str], parallel: int, log_dir: Path) -> dict[str, int]:
+    """Run ``todo`` with at most ``parallel`` processes; returns label -> exit code.
+
+    A cell another process runs is skipped (not in the result). On SIGTERM or SIGINT (handled
+    when called from the main thread) the running cells get SIGTERM, no new one starts, and the
+    sweep raises ``SweepStopped`` (SIGTERM) or ``KeyboardInterrupt`` (SIGINT) once they are gone.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    stopping = threading.Event()
+    guard = threading.Lock()
+    running: set[subprocess.Popen] = set()
+
+    def one(cell: Cell) -> tuple[str, int | None]:
+        with guard:
+            cmd = None if stopping.is_set() else train_command(cell, base_args, overrides)
+            if cmd is None:
+                if not stopping.is_set():
+                    print(f"[sweep] skipped, another process is running it (PID {run_dir_holder(cell.dir)}): {cell.label}", flush=True)
+                return cell.label, None
+            log = open(log_dir / f"{cell.dir.name}.log", "a")
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
-            code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
-        print(f"[sweep] {'done' if code == 0 else f'FAILED (exit {code})'}: {cell.label}", flush=True)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            running.add(proc)
+        try:
+            code = proc.wait()
+        finally:
+            log.close()
+            with guard:
+                running.discard(proc)
+        verdict = "done" if code == 0 else "stopped" if stopping.is_set() else f"FAILED (exit {code})"
+        print(f"[sweep] {verdict}: {cell.label}", flush=True)
         return cell.label, code
 
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        return dict(pool.map(one, todo))
+    def stop(signum: int, frame: Any) -> None:
+        stopping.set()
+        with guard:  # no cell starts after this
+            for proc in running:
+                proc.send_signal(signal.SIGTERM)
+        raise KeyboardInterrupt if signum == signal.SIGINT else SweepStopped(
+            f"sweep stopped by {signal.Signals(signum).name}: its running cells were stopped (each keeps its last "
+            "checkpoint) and no new one started; run the same command again to continue"
+        )
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    pool = ThreadPoolExecutor(max_workers=parallel)
+    try:
+        results = dict(pool.map(one, todo))
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        pool.shutdown(wait=True)  # after a signal: once the stopped cells' processes have exited
+    return {label: code for label, code in results.items() if code is not None}
 
 
 def read_metrics(cell: Cell) -> dict[str, float]:

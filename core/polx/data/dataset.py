@@ -70,7 +70,40 @@ def load_policy_arrays(path: str | Path, adapter: Any) -> tuple[dict[str, np.nda
     for key, arr in arrays.items():
         if len(arr) != rb.n_steps:
             raise DatasetError(f"{where}: {key} has {len(arr)} steps; expected {rb.n_steps} (episode_ends[-1])")
+    check_policy_arrays(where, arrays, adapter.shape_meta, rb.episode_ends)
     return arrays, rb.episode_ends
+
+
+def expected_step_shape(meta: Mapping[str, Any]) -> tuple[int, ...]:
+    """One step's array shape for a ``shape_meta`` entry: rgb ``[C, H, W]`` is stored ``(H, W, C)``."""
+    shape = tuple(int(d) for d in meta["shape"])
+    return (*shape[1:], shape[0]) if meta.get("type") == "rgb" and len(shape) == 3 else shape
+
+
+def check_policy_arrays(where: str, arrays: Mapping[str, np.ndarray], shape_meta: Mapping, episode_ends: np.ndarray) -> None:
+    """DatasetError when an array's per-step shape differs from the env's ``shape_meta`` or a value is NaN/inf.
+
+    Both would otherwise surface later and worse: a shape as a matrix error at step 1, an inf as
+    a normalizer of scale 0 and a policy that outputs inf.
+    """
+    metas = {**shape_meta["obs"], "action": shape_meta["action"]}
+    for key, meta in metas.items():
+        arr, expected = arrays[key], expected_step_shape(meta)
+        if tuple(arr.shape[1:]) != expected:
+            raise DatasetError(
+                f"{where}: {key} has per-step shape {tuple(arr.shape[1:])} (array {tuple(arr.shape)}); "
+                f"the env expects {expected}{' (H, W, C)' if meta.get('type') == 'rgb' else ''}"
+            )
+        if np.asarray(arr).dtype.kind != "f":
+            continue  # integers (camera images) cannot hold NaN/inf
+        finite = np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
+        if not finite.all():
+            step = int(np.argmin(finite))
+            episode = int(np.searchsorted(episode_ends, step, side="right"))
+            raise DatasetError(
+                f"{where}: {key} has non-finite values (NaN/inf) at {int((~finite).sum())} steps, the first at step {step} "
+                f"(episode {episode}); remove or repair those episodes"
+            )
 
 
 def _obs_tensor(x: np.ndarray, rgb: bool) -> torch.Tensor:

@@ -7,8 +7,10 @@
       meta/episode_ends   (E,) int64, exclusive end step of each episode (strictly increasing)
 
 Stores are written as ``zarr_format=2`` (what diffusion_policy and its published datasets use),
-chunked along time and blosc/zstd-compressed. Reading opens the store read-only: ``open`` never
-touches the files, so a shared dataset is safe. Small zarr reads are ~100x slower than numpy
+chunked along time and blosc/zstd-compressed, every chunk written (even one of fill values).
+Reading opens the store read-only: ``open`` never touches the files, so a shared dataset is safe.
+``open`` also checks that every chunk file an array's shape calls for is there: zarr reads a
+missing chunk as fill values (zeros), which would train silently on data that is not there. Small zarr reads are ~100x slower than numpy
 indexing, so training code calls ``load()`` once and samples from memory.
 """
 
@@ -31,6 +33,19 @@ _LAYOUT = "a zarr replay buffer (data/<key> arrays of equal length and meta/epis
 _COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 _CHUNK_BYTES = 4 << 20  # ~4 MiB of raw data per chunk: big enough to compress well, small to read
 _MAX_CHUNK_STEPS = 4096
+#: zarr 3 skips chunks that hold only fill values; written here, so a missing chunk always means damage
+_WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
+
+
+def _check_chunks(where: str, name: str, arr: zarr.Array) -> None:
+    """DatasetError when chunk files of ``arr`` are missing (zarr would read them as zeros)."""
+    missing = arr.nchunks - arr.nchunks_initialized
+    if missing:
+        raise DatasetError(
+            f"{where}: {name} is missing {missing} of its {arr.nchunks} chunk files (shape {tuple(arr.shape)}, chunks "
+            f"{tuple(arr.chunks)}); zarr would read them as zeros. The store is damaged (or was written skipping "
+            "empty chunks): copy or generate it again"
+        )
 
 
 def _chunk_steps(step_shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -67,9 +82,21 @@ class ReplayBuffer:
             root = zarr.open_group(store=LocalStore(path, read_only=True), mode="r")
         except (FileNotFoundError, ValueError, KeyError) as exc:  # zarr's "no group here"
             raise DatasetError(f"{where} is not a zarr store ({exc}); expected {_LAYOUT}") from None
+        try:
+            return cls._checked(path, root)
+        except DatasetError:
+            raise
+        except Exception as exc:  # damaged metadata (.zarray, .zgroup): JSON or type errors from zarr
+            raise DatasetError(
+                f"{where}: its zarr metadata could not be read ({type(exc).__name__}: {exc}); is a .zarray or .zgroup file damaged?"
+            ) from None
 
+    @classmethod
+    def _checked(cls, path: Path, root: zarr.Group) -> "ReplayBuffer":
+        where = f"dataset {str(path)!r}"
         if not isinstance(root.get("meta/episode_ends"), zarr.Array):
             raise DatasetError(f"{where} has no meta/episode_ends array; expected {_LAYOUT}")
+        _check_chunks(where, "meta/episode_ends", root["meta/episode_ends"])
         ends = root["meta/episode_ends"][:]
         if ends.ndim != 1 or ends.dtype.kind not in "iu":
             raise DatasetError(
@@ -99,6 +126,7 @@ class ReplayBuffer:
                     f"{where}: data/{key} has {n} steps but meta/episode_ends[-1] is {int(ends[-1])}; "
                     "expected every data array to have exactly episode_ends[-1] steps"
                 )
+            _check_chunks(where, f"data/{key}", data[key])
         return cls(path, root, ends, writable=False)
 
     @classmethod
@@ -118,7 +146,8 @@ class ReplayBuffer:
             root = zarr.open_group(store=LocalStore(tmp), mode="w-", zarr_format=2)
             root.require_group("data")
             root.create_array(
-                "meta/episode_ends", shape=(0,), chunks=(_MAX_CHUNK_STEPS,), dtype="int64", compressors=_COMPRESSOR
+                "meta/episode_ends", shape=(0,), chunks=(_MAX_CHUNK_STEPS,), dtype="int64", compressors=_COMPRESSOR,
+                config=_WRITE_EVERY_CHUNK,
             )
             rb = cls(path, root, np.zeros(0, dtype=np.int64), writable=True)
             yield rb
@@ -213,6 +242,7 @@ class ReplayBuffer:
                     chunks=(_chunk_steps(value.shape[1:], value.dtype), *value.shape[1:]),
                     dtype=value.dtype,
                     compressors=_COMPRESSOR,
+                    config=_WRITE_EVERY_CHUNK,
                 )
 
         start = self.n_steps

@@ -21,8 +21,8 @@ from polx.data.normalizer import Normalizer
 from polx.errors import UserInputError
 from polx.eval.rollout import run_rollouts
 from polx.policy.policy import Policy, build_policy, spec_summary
-from polx.runs import config_from_saved
-from polx.train.checkpoint import atomic_write, check_compatible, load_checkpoint, load_weights, model_state_from
+from polx.runs import check_seeds, check_writable_dir, config_from_saved
+from polx.train.checkpoint import atomic_write, check_compatible, check_complete, load_checkpoint, load_weights, model_state_from
 from polx.train.distributed import resolve_device
 from polx.train.run_dir import unique_dir
 
@@ -54,6 +54,7 @@ def evaluate_checkpoint(
     """Roll out ``checkpoint``; returns what ``metrics.json`` holds."""
     checkpoint = Path(checkpoint)
     state = load_checkpoint(checkpoint)
+    check_complete(state, checkpoint)
     saved = dict(state["config"])
     # evaluation logs nothing: the run's loggers need not be installed here
     saved["components"] = {**saved["components"], "loggers": []}
@@ -62,8 +63,10 @@ def evaluate_checkpoint(
     ev = config.eval
     ev = attrs.evolve(ev, n_test=ev.n_test if episodes is None else episodes, test_start_seed=ev.test_start_seed if seed is None else seed)
     config = attrs.evolve(config, eval=ev)
+    check_seeds(config)
 
     out = Path(out) if out is not None else default_out(checkpoint)
+    check_writable_dir(out, "--out")
     if (out / "metrics.json").exists():
         raise UserInputError(f"--out {str(out)!r} already holds a metrics.json; choose another directory")
     adapter = plugins.registry.get("env", config.components.env).build(config.env)

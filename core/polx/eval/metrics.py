@@ -37,3 +37,14 @@ def summarize(prefix: str, episodes: Sequence[Episode]) -> dict[str, float]:
     for episode, score in zip(episodes, scores):
         out[f"{prefix}/sim_max_reward_{episode.seed}"] = score
     return out
+
+
+_ROLLOUT_SUFFIXES = ("_mean_score", "_success_rate", "_mean_steps")
+
+
+def is_rollout_metric(key: str) -> bool:
+    """Whether ``key`` is one of ``summarize``'s outputs (not, say, ``train_action_mse_error``)."""
+    prefix, sep, rest = key.partition("/")
+    if sep:
+        return prefix in ("test", "train") and rest.startswith("sim_max_reward_")
+    return any(key in (f"test{s}", f"train{s}") for s in _ROLLOUT_SUFFIXES)

@@ -47,8 +47,13 @@ def run_episode(env: Any, runtime: ChunkRuntime, seed: int, max_steps: int, inde
     obs, _ = env.reset(seed=seed)
     runtime.reset(seed=seed)
     actions, rewards, infos = [], [], []
-    for _ in range(max_steps):
+    for t in range(max_steps):
         action = runtime.act(obs)
+        if not np.all(np.isfinite(action)):  # an env may clip or accept inf/NaN and score it: never
+            raise PolxError(
+                f"the policy produced a non-finite action at step {t} of the episode with seed {seed}; "
+                "no score is reported (are the checkpoint's weights or the dataset's normalization non-finite?)"
+            )
         obs, reward, terminated, truncated, info = env.step(action)
         actions.append(action)
         rewards.append(float(reward))
@@ -117,14 +122,25 @@ def _draw(plugins, adapter, episodes: list[Episode], media_dir: Path | None) -> 
 
 
 def _render(plugins, env, episode: Episode, media_dir: Path) -> dict[str, str]:
-    media_dir.mkdir(parents=True, exist_ok=True)
+    """Draw one trajectory PNG; a drawing that fails warns and is skipped (a picture never costs a rollout)."""
     path = media_dir / f"episode_{episode.index}.png"
     tmp = media_dir / f".episode_{episode.index}.partial.png"  # drawn aside, renamed: never a torn PNG
-    drawn = plugins.hook.render_trajectory(env=env, episode=episode, path=str(tmp))
+    try:
+        media_dir.mkdir(parents=True, exist_ok=True)
+        drawn = plugins.hook.render_trajectory(env=env, episode=episode, path=str(tmp))
+        if drawn is not None:
+            os.replace(drawn, path)
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        warnings.warn(
+            f"drawing the trajectory of episode {episode.index} (seed {episode.seed}) failed and is skipped: "
+            f"{type(exc).__name__}: {exc}",
+            stacklevel=2,
+        )
+        return {}
     if drawn is None:
         warnings.warn(f"no plugin draws trajectories of {type(getattr(env, 'unwrapped', env)).__name__}; no PNG written", stacklevel=2)
         return {}
-    os.replace(drawn, path)
     return {f"test/trajectory_{episode.index}": str(path)}
 
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from polx.errors import UserInputError
+from polx.errors import PolxError, UserInputError
 
 FORMAT = "polx-checkpoint"
 FORMAT_VERSION = 1
@@ -61,8 +61,25 @@ def remove_stale_temp_files(directory: Path) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> Path:
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f))
+    """Write ``state`` atomically; a write that fails (a full disk) is a PolxError, the old file kept."""
+    try:
+        atomic_write(path, lambda f: torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f))
+    except (OSError, RuntimeError) as exc:  # torch reports a short write as "enforce fail at inline_container.cc"
+        old = f"the previous {Path(path).name} is kept" if Path(path).is_file() else "no earlier checkpoint exists"
+        raise PolxError(
+            f"could not write checkpoint {str(path)!r} ({_write_failure(exc)}); {old}. "
+            "Free disk space, then continue with polx train --resume"
+        ) from None
     return Path(path)
+
+
+def _write_failure(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    if "enforce fail" in text or "write" in text.lower():
+        return f"the file could not be written in full; is the disk full? ({text[:160]})"
+    return text[:200]
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -75,7 +92,7 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as exc:
-        raise UserInputError(f"{str(path)!r} is not a polx checkpoint: it cannot be read ({type(exc).__name__}: {_first_line(exc)})") from None
+        raise UserInputError(f"{str(path)!r} is not a polx checkpoint: it cannot be read ({type(exc).__name__}: {first_line(exc)})") from None
     except pickle.UnpicklingError:  # not a torch file, or weights_only refused something that would run code
         raise UserInputError(
             f"{str(path)!r} is not a polx checkpoint: it is not a torch file of tensors and plain data "
@@ -90,7 +107,32 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def _first_line(exc: BaseException) -> str:
+#: what every checkpoint ``polx train`` writes holds, checked right after loading (``check_complete``)
+_REQUIRED = {"config": dict, "spec": dict, "model": dict, "optimizer": dict, "global_step": int, "epoch": int, "batch_in_epoch": int, "rng": dict}
+
+
+def check_complete(state: dict, path: Path) -> None:
+    """``UserInputError`` naming what a loaded checkpoint lacks, so a malformed one fails before any rollout or step."""
+    problems = [
+        f"{key} is {'missing' if key not in state else f'a {type(state[key]).__name__}, expected a {kind.__name__}'}"
+        for key, kind in _REQUIRED.items()
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool)
+    ]
+    if not problems:
+        if not isinstance(state["config"].get("components"), dict):
+            problems.append("config has no components section")
+        bad = [k for k, v in state["model"].items() if not isinstance(v, torch.Tensor)]
+        if bad:
+            problems.append(f"model weights {', '.join(bad[:3])} are not tensors")
+        ema = state.get("ema")
+        if ema is not None and not (isinstance(ema, dict) and isinstance(ema.get("model"), dict)):
+            problems.append("ema has no model weights")
+    if problems:
+        raise UserInputError(f"{str(path)!r} is a malformed polx checkpoint: {'; '.join(problems)}")
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, at most 200 characters (for one-line messages)."""
     return (str(exc).strip().splitlines() or [""])[0][:200]
 
 
@@ -174,7 +216,13 @@ def set_rng_state(state: dict) -> None:
 
 
 def load_weights(module: torch.nn.Module, weights: dict, path: Path) -> None:
-    """``module.load_state_dict(weights)`` with a clear error when the shapes do not match."""
+    """``module.load_state_dict(weights)`` with a clear error when the shapes do not match or a weight is not finite."""
+    bad = [k for k, v in weights.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise UserInputError(
+            f"checkpoint {str(path)!r} holds non-finite weights ({', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}); "
+            "a policy with NaN/inf weights has no score to report. Use an earlier checkpoint"
+        )
     try:
         module.load_state_dict(weights)
     except RuntimeError as exc:

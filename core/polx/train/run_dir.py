@@ -64,8 +64,8 @@ def manifest(plugins: Any, argv: list[str], extra: dict) -> dict:
 
 
 def create_run_dir(run_dir: Path, config: Any, manifest_data: dict) -> None:
-    """A new run directory with its config and manifest; refuses to reuse an existing one."""
-    run_dir.mkdir(parents=True, exist_ok=False)
+    """The run's config and manifest in ``run_dir`` (new, or empty but for its lock), with ``checkpoints/`` and ``media/``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "checkpoints").mkdir()
     (run_dir / "media").mkdir()
     _write_text(run_dir / "config.yaml", config.to_yaml())

@@ -17,6 +17,7 @@ import math
 import random
 import sys
 import time
+import warnings
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ import polx
 from polx import logdispatch
 from polx.components import Run
 from polx.errors import DatasetError, PolxError, UserInputError
+from polx.eval.metrics import is_rollout_metric
 from polx.eval.rollout import run_rollouts
 from polx.policy.policy import Policy, build_policy, spec_summary
+from polx.runlock import RUN_LOCK, FileLock
 from polx.runs import TrainingPlan
 from polx.train import distributed
 from polx.train.checkpoint import (
@@ -39,6 +42,8 @@ from polx.train.checkpoint import (
     atomic_write,
     TopK,
     check_compatible,
+    check_complete,
+    first_line,
     load_checkpoint,
     load_weights,
     remove_stale_temp_files,
@@ -53,12 +58,33 @@ from polx.train.schedule import lr_at, set_lr
 
 
 def run_training(plan: TrainingPlan) -> Path:
-    """Train as ``plan`` says; returns the run directory."""
+    """Train as ``plan`` says; returns the run directory.
+
+    Rank 0 holds the run directory's lock from before a resume reads its checkpoint (a fresh run:
+    from the moment its directory exists) until the run ends, so one directory has one writer.
+    """
     info, device = distributed.init_from_env(plan.config.train.device)
+    lock = FileLock()
     try:
-        return Trainer(plan, info, device).fit()
+        if plan.resume and info.is_main:
+            lock.acquire(plan.run_dir / RUN_LOCK, f"run directory {str(plan.run_dir)!r}")
+        return Trainer(plan, info, device, lock).fit()
     finally:
+        lock.release()
         distributed.shutdown(info)
+
+
+def _make_dir(path: Path, exist_ok: bool) -> bool:
+    """``mkdir -p``; False when it exists and ``exist_ok`` is false; a path polx cannot create is a UserInputError."""
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        if exist_ok:  # a file where the directory should be
+            raise UserInputError(f"run directory {str(path)!r} exists and is not a directory") from None
+        return False
+    except OSError as exc:
+        raise UserInputError(f"cannot create the run directory {str(path)!r}: {exc.strerror}; choose another --out/--run-dir") from None
+    return True
 
 
 def seed_everything(seed: int) -> None:
@@ -105,8 +131,9 @@ class _Window:
 
 
 class Trainer:
-    def __init__(self, plan: TrainingPlan, info: distributed.DistInfo, device: torch.device):
+    def __init__(self, plan: TrainingPlan, info: distributed.DistInfo, device: torch.device, lock: FileLock | None = None):
         self.plan, self.info, self.device = plan, info, device
+        self.lock = lock or FileLock()
         self.plugins = plan.plugins
         self.cfg = cfg = plan.config
         t = cfg.train
@@ -126,33 +153,31 @@ class Trainer:
         self.model = build_policy(self.plugins, cfg, self.shape_meta, self.data.normalizer).to(device)
         self.spec = spec_summary(cfg, self.shape_meta)
         self.optimizer = make_optimizer(self.model, t, cfg.encoder)
-        self.step = self.epoch = self.batch_in_epoch = 0
-        self.train_time = 0.0  # seconds spent in training steps (not validation, rollouts or saving)
-        self.ckpt_dir = plan.run_dir / "checkpoints"
-        resume_state = self._load_resume_state() if plan.resume else None
-        distributed.broadcast_module(self.model, info)  # every rank starts from rank 0's weights
-
         self.ema = None
         if t.ema and info.is_main:
             copy_ = build_policy(self.plugins, cfg, self.shape_meta, copy.deepcopy(self.data.normalizer)).to(device)
             copy_.load_state_dict(self.model.state_dict())
             self.ema = EMA(copy_, power=t.ema_power, max_value=t.ema_max)
-            if resume_state is not None and resume_state.get("ema") is not None:
-                load_weights(self.ema.model, resume_state["ema"]["model"], self.ckpt_dir / LATEST)
-                self.ema.optimization_step = int(resume_state["ema"]["optimization_step"])
         self.val_batches = fixed_batches(self.data.val, t.batch_size, t.val_batches, cfg.data.split_seed) if self.data.val else []
-        self.topk = TopK(self.ckpt_dir, t.topk)
+
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.train_time = 0.0  # seconds spent in training steps (not validation, rollouts or saving)
         self.last_rollout_step = -1
         self.final_metrics: dict[str, float] = {}  # the latest rollout and validation figures
-        if resume_state is not None:  # a run killed after its final checkpoint only has to finish
-            self.last_rollout_step = int(resume_state.get("last_rollout_step", -1))
-            self.final_metrics = dict(resume_state.get("final_metrics", {}))
-            self.train_time = float(resume_state.get("train_time", 0.0))
+        self.run_warnings: list[str] = []  # what went wrong without stopping the run (in summary.json)
+        # the run directory: a resume continues plan.run_dir; a new run's is made in _open_run_dir
+        self.run_dir = plan.run_dir
+        self.ckpt_dir = plan.run_dir / "checkpoints"
+        self.topk = TopK(self.ckpt_dir, t.topk)
+        resume_state = self._load_resume_state() if plan.resume else None
+        if resume_state is not None:
+            self._restore(resume_state)
+        distributed.broadcast_module(self.model, info)  # every rank starts from rank 0's weights
         self.show_progress = t.progress and info.is_main and sys.stderr.isatty()
         # under nohup or a scheduler there is no bar: one plain line per log_every steps instead
         self.print_progress = t.progress and info.is_main and not self.show_progress
         if resume_state is not None:
-            self._restore_rng(resume_state)
+            self._restore_rng(resume_state)  # last, after every random initialisation
 
     @property
     def eval_policy(self) -> Policy:
@@ -177,7 +202,19 @@ class Trainer:
     def _load_resume_state(self) -> dict:
         path = self.ckpt_dir / LATEST
         state = load_checkpoint(path)
+        check_complete(state, path)
         check_compatible(state, self.spec, path)
+        step = int(state["global_step"])
+        if step >= self.cfg.train.max_steps and (self.plan.run_dir / "summary.json").is_file():
+            raise UserInputError(
+                f"--resume: the run already reached step {step} >= train.max_steps={self.cfg.train.max_steps}; "
+                f"pass a larger train.max_steps=... to extend it"
+            )
+        return state
+
+    def _restore(self, state: dict) -> None:
+        """Everything a checkpoint holds except the RNG: weights, optimizer, EMA, counters, metrics."""
+        path = self.ckpt_dir / LATEST
         load_weights(self.model, state["model"], path)
         fresh = [{"betas": g["betas"], "weight_decay": g["weight_decay"]} for g in self.optimizer.param_groups]
         try:
@@ -186,13 +223,14 @@ class Trainer:
             raise UserInputError(f"checkpoint {str(path)!r}: optimizer state does not fit this model: {exc}") from None
         for group, hparams in zip(self.optimizer.param_groups, fresh):
             group.update(hparams)  # the config (with the resume's overrides) decides hyperparameters
+        if self.ema is not None and state.get("ema") is not None:
+            load_weights(self.ema.model, state["ema"]["model"], path)
+            self.ema.optimization_step = int(state["ema"]["optimization_step"])
         self.step, self.epoch, self.batch_in_epoch = int(state["global_step"]), int(state["epoch"]), int(state["batch_in_epoch"])
-        if self.step >= self.cfg.train.max_steps and (self.plan.run_dir / "summary.json").is_file():
-            raise UserInputError(
-                f"--resume: the run already reached step {self.step} >= train.max_steps={self.cfg.train.max_steps}; "
-                f"pass a larger train.max_steps=... to extend it"
-            )
-        return state
+        # a run killed after its final checkpoint only has to finish
+        self.last_rollout_step = int(state.get("last_rollout_step", -1))
+        self.final_metrics = dict(state.get("final_metrics", {}))
+        self.train_time = float(state.get("train_time", 0.0))
 
     def _restore_rng(self, state: dict) -> None:
         """Last step of setup, after every random initialisation, so training continues exactly."""
@@ -205,7 +243,9 @@ class Trainer:
     # the run
 
     def fit(self) -> Path:
-        run_dir = self._open_run_dir() if self.info.is_main else self.plan.run_dir
+        if self.info.is_main:
+            self._open_run_dir()
+        run_dir = self.run_dir
         run = Run(
             dir=run_dir,
             name=run_dir.name,
@@ -229,6 +269,8 @@ class Trainer:
     def _report(self, run_dir: Path) -> None:
         """``summary.json`` (what sweeps read), the curves PNG, and where everything is."""
         summary = {"status": "finished", "global_step": self.step, "epoch": self.epoch, "metrics": self.final_metrics}
+        if self.run_warnings:
+            summary["warnings"] = list(self.run_warnings)
         atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
         lines = [f"polx: finished {self.step} steps in {run_dir}"]
         if "test_mean_score" in self.final_metrics:
@@ -249,12 +291,24 @@ class Trainer:
                 lines.append(f"  curves        not drawn ({exc}); try polx plot {run_dir}")
         print("\n".join(lines), file=sys.stderr)
 
-    def _open_run_dir(self) -> Path:
-        if self.plan.resume:
+    def _open_run_dir(self) -> None:
+        """Decide and take the run directory (the one place it is decided), then record the run in it."""
+        if self.plan.resume:  # run_training already holds its lock
             remove_stale_temp_files(self.ckpt_dir)
-            record_resume(self.plan.run_dir, self.cfg, self.plan.argv, self.step, self.plugins)
-            return self.plan.run_dir
-        run_dir = unique_dir(self.plan.run_dir)
+            record_resume(self.run_dir, self.cfg, self.plan.argv, self.step, self.plugins)
+            return
+        if self.plan.exact_run_dir:  # --run-dir: absent or empty, used as it is
+            run_dir = self.plan.run_dir
+            _make_dir(run_dir, exist_ok=True)
+            self.lock.acquire(run_dir / RUN_LOCK, f"run directory {str(run_dir)!r}")
+            if any(p.name != RUN_LOCK for p in run_dir.iterdir()):
+                raise UserInputError(f"--run-dir {str(run_dir)!r} exists and is not empty; use --resume to continue it")
+        else:  # OUT/<date>/<time>_<head>_<env>, or _2, _3... when two runs start within one second
+            while True:
+                run_dir = unique_dir(self.plan.run_dir)
+                if _make_dir(run_dir, exist_ok=False):
+                    break
+            self.lock.acquire(run_dir / RUN_LOCK, f"run directory {str(run_dir)!r}")
         extra = {
             "dataset": str(self.data.path),
             "device": str(self.device),
@@ -262,9 +316,9 @@ class Trainer:
             "episodes": {"train": self.data.n_train_episodes, "val": self.data.n_val_episodes},
         }
         create_run_dir(run_dir, self.cfg, manifest(self.plugins, self.plan.argv, extra))
+        self.run_dir = run_dir
         self.ckpt_dir = run_dir / "checkpoints"
         self.topk = TopK(self.ckpt_dir, self.cfg.train.topk)
-        return run_dir
 
     def _loop(self, run: Run) -> None:
         t = self.cfg.train
@@ -342,7 +396,7 @@ class Trainer:
         if ev.rollout_every and step % ev.rollout_every == 0:
             self._rollout(run)
         if t.checkpoint_every and step % t.checkpoint_every == 0 and step < t.max_steps:
-            save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
+            self._save_latest()
 
     def _print_progress(self, record: dict) -> None:
         """``step 1200/5000  loss 0.0412  lr 1.9e-03  8.3 steps/s  ETA 7m38s`` (steps/s over training steps only)."""
@@ -367,9 +421,12 @@ class Trainer:
         pending = window.pop()
         if pending:
             self._log(run, {**pending, "lr": self._lr(self.step - 1), "train_time_s": self.train_time})
+        # the final weights are saved before the final rollout: a rollout that fails, or a kill
+        # during it, never costs the trained model
+        self._save_latest()
         if self.cfg.eval.at_end and self.last_rollout_step != self.step:
             self._rollout(run)
-        save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
+            self._save_latest()  # with the final scores: a resume after this only writes summary.json
 
     # -----------------------------------------------------------------------------------------
     # validation, rollouts, checkpoints (rank 0)
@@ -409,12 +466,22 @@ class Trainer:
         return float(F.mse_loss(pred["action_pred"], batch["action"].to(self.device)))
 
     def _rollout(self, run: Run) -> None:
+        """Roll out, log, offer the top-k. A failing rollout warns and the run goes on without a score."""
         ev = self.cfg.eval
         self.last_rollout_step = self.step
         if ev.n_test + ev.n_train == 0:
             return
         media = unique_dir(run.dir / "media" / f"rollout_{self.step}")
-        result = run_rollouts(self.plugins, self.cfg, self.adapter, self.eval_policy, media_dir=media, progress=self.show_progress)
+        try:
+            result = run_rollouts(self.plugins, self.cfg, self.adapter, self.eval_policy, media_dir=media, progress=self.show_progress)
+        except Exception as exc:
+            # no score for this step, and none left over from an earlier one to pass for it
+            self.final_metrics = {k: v for k, v in self.final_metrics.items() if not is_rollout_metric(k)}
+            message = f"rollout at step {self.step} failed, no score recorded: {type(exc).__name__}: {first_line(exc)}"
+            self.run_warnings.append(message)
+            if len(self.run_warnings) == 1 or self.step == self.cfg.train.max_steps:
+                warnings.warn(f"{message}; training goes on (the run's checkpoints are unaffected)", stacklevel=2)
+            return
         self._log(run, {**result.metrics, "train_time_s": self.train_time}, result.images)
         if self.print_progress and "test_mean_score" in result.metrics:
             print(f"polx: step {self.step}  test_mean_score {result.metrics['test_mean_score']:.3f}", file=sys.stderr, flush=True)
@@ -422,6 +489,9 @@ class Trainer:
         score = result.metrics.get("test_mean_score")
         if score is not None:
             self.topk.offer(score, self.epoch, self.step, self._checkpoint_state)
+
+    def _save_latest(self) -> None:
+        save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
 
     def _checkpoint_state(self) -> dict:
         t = self.cfg.train

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from polx.components import Run
 from polx_loggers.config import SWANLAB_MODES, SwanLabConfig
+from polx_loggers.run_ids import tracker_run_id
 from polx_loggers.modes import TrackerLogger, resolve_mode
 
 
@@ -38,5 +39,7 @@ def open_swanlab_logger(config: SwanLabConfig, run: Run) -> TrackerLogger:
         tags=list(config.tags) or None,
         config=dict(run.config),
         settings=settings,
+        id=tracker_run_id(Path(run.dir), "swanlab"),  # a resumed polx run continues this tracker run
+        resume="allow",
     )
     return TrackerLogger("swanlab", sw_run, swanlab.Image)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from polx.components import Run
 from polx_loggers.config import WANDB_MODES, WandbConfig
+from polx_loggers.run_ids import tracker_run_id
 from polx_loggers.modes import TrackerLogger, resolve_mode
 
 
@@ -39,6 +40,8 @@ def open_wandb_logger(config: WandbConfig, run: Run) -> TrackerLogger:
         tags=list(config.tags) or None,
         config=dict(run.config),
         settings=settings,
+        id=tracker_run_id(Path(run.dir), "wandb"),  # a resumed polx run continues this tracker run
+        resume="allow",
     )
     # finish returns before wandb-core has written the offline store; teardown waits for it and
     # stops the helper process, so a closed logger has everything on disk

@@ -123,3 +123,20 @@ def test_secrets_never_reach_the_run_directory(plugins, run, make_png, monkeypat
         data = path.read_bytes()
         for value in keys.values():
             assert value.encode() not in data, f"{value} leaked into {path}"
+
+
+@pytest.mark.parametrize("name", TRACKERS)
+def test_a_resumed_run_continues_the_same_tracker_run(plugins, name, run, tmp_path):
+    """Two openings of one run directory (a run and its --resume) give the tracker one run id."""
+    ids = []
+    for step in (1, 2):
+        logger = open_logger(plugins, name, run, mode="offline")
+        ids.append(logger._run.id)
+        logger.log(step, {"polx_probe_loss": float(step)}, {})
+        logger.close()
+    saved = (run.dir / f".{name}_run_id").read_text().strip()
+    assert ids == [saved, saved]
+    other = type(run)(dir=tmp_path / "other", name="other", config={})
+    logger = open_logger(plugins, name, other, mode="offline")
+    assert logger._run.id != saved  # a different polx run is a different tracker run
+    logger.close()

@@ -37,6 +37,8 @@ class RoboIMIConfig:
     image_size: int = field(default=128, validator=[positive, in_range(8, 1024)])  # square camera images
     cameras: tuple[str, ...] = field(default=CAMERA_NAMES, validator=_check_cameras)
     max_steps: int = field(default=400, validator=positive)  # control steps per episode
+    #: success: the handed-over block held by the left gripper alone, off the table, this many control steps in a row
+    success_hold_steps: int = field(default=10, validator=positive)
     control_hz: int = field(default=50, validator=positive)
     physics_dt: float = field(default=0.002, validator=in_range(1e-4, 0.01))
     #: block start pose, uniform per seed: centre x, y and yaw about z

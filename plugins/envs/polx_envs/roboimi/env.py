@@ -8,9 +8,13 @@ origin is the grasp point between the finger pads (see ``scene``).
 Observation: ``{"images": {camera: uint8 (S, S, 3)}, "qpos": float32 (14,)}`` with, per arm,
 six joint angles and the gripper opening in [0, 1].
 
-Reward is the task stage at this step (the ACT transfer stages): 0 nothing; 1 the right
-fingers touch the block; 2 they hold it off the table (lifted); 3 the left fingers touch it;
-4 the left holds it off the table and the right has let go (success). The episode terminates on 4 (success) and is truncated
+Stages (the ACT transfer stages, ``info["stage"]``): 0 nothing; 1 the right fingers touch the
+block; 2 they hold it off the table (lifted); 3 the left fingers touch it; 4 both left fingers
+hold it, lifted off the table, and the right has let go. Success (``info["is_success"]``) is
+stage 4 for ``success_hold_steps`` consecutive control steps: the block was handed over and is
+held, not merely brushed for one step on its way down. The reward is a score in [0, 1] like
+PushT's: ``min(stage, 3) / 4`` before success and 1.0 at success, so an episode's maximum
+reward is 1 exactly when it succeeded. The episode terminates on success and is truncated
 after ``max_steps`` control steps (50 Hz by default; each runs ``n_substeps`` physics steps).
 """
 
@@ -39,6 +43,8 @@ ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_pitch", "wris
 WORKSPACE_LOW = np.array([-0.6, 0.1, 0.0])
 WORKSPACE_HIGH = np.array([0.6, 0.9, 0.6])
 SUCCESS_STAGE = 4
+N_STAGES = 4
+LIFT_MARGIN = 0.01  # the block's centre this far above its resting height counts as off the table
 
 
 class RoboIMIEnv(gym.Env):
@@ -68,6 +74,7 @@ class RoboIMIEnv(gym.Env):
         self._index_model()
         self._renderers: dict[int, CameraRenderer] = {}  # by image size; each holds a GL context
         self._elapsed = 0
+        self._held = 0  # consecutive steps at SUCCESS_STAGE
         self.block_start = np.array([0.05, 0.5, 0.0])  # x, y, yaw of this episode's block
         self._set_start_state()
 
@@ -107,6 +114,7 @@ class RoboIMIEnv(gym.Env):
             self.block_start = np.array([rng.uniform(*c.block_x), rng.uniform(*c.block_y), rng.uniform(*c.block_yaw)])
         self._set_start_state()
         self._elapsed = 0
+        self._held = 0
         return self._observation(), {"is_success": False, "stage": 0}
 
     def _set_start_state(self) -> None:
@@ -144,31 +152,41 @@ class RoboIMIEnv(gym.Env):
         mujoco.mj_step(self.model, d, nstep=self.config.n_substeps)
         self._elapsed += 1
         stage = self.stage()
-        terminated = stage == SUCCESS_STAGE
+        self._held = self._held + 1 if stage == SUCCESS_STAGE else 0
+        terminated = self._held >= self.config.success_hold_steps
         truncated = self._elapsed >= self.config.max_steps and not terminated
         info = {"is_success": terminated, "stage": stage}
-        return self._observation(), float(stage), terminated, truncated, info
+        reward = 1.0 if terminated else min(stage, SUCCESS_STAGE - 1) / N_STAGES
+        return self._observation(), reward, terminated, truncated, info
 
     # ------------------------------------------------------------------------------- state
 
-    def touching(self) -> dict[str, bool]:
-        """Which of ``left``, ``right`` (fingers) and ``table`` touch the block now."""
+    def fingers_touching(self) -> dict[str, int]:
+        """How many fingers of ``left`` and ``right`` touch the block now, and ``table`` (0 or 1)."""
         d, block = self.data, self._block_geom
-        touch = {"left": False, "right": False, "table": False}
+        touched: dict[str, set] = {"left": set(), "right": set(), "table": set()}
         for g1, g2 in d.contact.geom[: d.ncon]:
             if block not in (g1, g2):
                 continue
             other = g2 if g1 == block else g1
             if other == self._table_geom:
-                touch["table"] = True
+                touched["table"].add(other)
             for arm in ARMS:
                 if other in self._finger_geoms[arm]:
-                    touch[arm] = True
-        return touch
+                    touched[arm].add(other)
+        return {key: len(geoms) for key, geoms in touched.items()}
+
+    def touching(self) -> dict[str, bool]:
+        """Which of ``left``, ``right`` (fingers) and ``table`` touch the block now."""
+        return {key: count > 0 for key, count in self.fingers_touching().items()}
+
+    def lifted(self) -> bool:
+        return bool(self.data.qpos[self._block_adr + 2] > BLOCK_HALF[2] + LIFT_MARGIN)
 
     def stage(self) -> int:
-        t = self.touching()
-        if t["left"] and not t["table"] and not t["right"]:
+        n = self.fingers_touching()
+        t = {key: count > 0 for key, count in n.items()}
+        if n["left"] == len(FINGER_GEOMS["left"]) and not t["table"] and not t["right"] and self.lifted():
             return 4
         if t["left"]:
             return 3
@@ -242,6 +260,7 @@ class RoboIMIEnv(gym.Env):
             "physics": physics,
             "rng": rng,
             "elapsed": self._elapsed,
+            "held": self._held,
             "block_start": self.block_start,
             "spec": self.spec,
         }
@@ -254,3 +273,4 @@ class RoboIMIEnv(gym.Env):
             self._np_random = np.random.Generator(np.random.PCG64())
             self._np_random.bit_generator.state = state["rng"]
         self._elapsed, self.block_start, self.spec = state["elapsed"], state["block_start"], state["spec"]
+        self._held = state.get("held", 0)
