@@ -286,7 +286,7 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
     import hashlib
 
     from polx.runs import prepare_training
-    from polx.sweep import cell_status, cells, parse_grid, parse_shard, run_cells, summarize
+    from polx.sweep import cell_status, cells, lock_shard, parse_grid, parse_shard, run_cells, summarize
 
     grid = parse_grid(grids)
     index, count = parse_shard(shard)
@@ -315,7 +315,11 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
         todo = [c for c in mine if cell_status(c) != "finished"]
         click.echo(f"sweep {root}: {len(all_cells)} cells, {len(mine) - len(todo)} finished, running {len(todo)} ({parallel} at once)")
         root.mkdir(parents=True, exist_ok=True)
-        codes = run_cells(todo, base_args, list(overrides), parallel, root / "logs")
+        shard_lock = lock_shard(root, index, count)  # the same sweep started twice: the second stops here
+        try:
+            codes = run_cells(todo, base_args, list(overrides), parallel, root / "logs")
+        finally:
+            shard_lock.release()
         failed = [label for label, code in codes.items() if code != 0]
     else:
         failed = []

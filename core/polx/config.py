@@ -209,6 +209,23 @@ converter.register_structure_hook(str, _strict("string", lambda v: isinstance(v,
 converter.register_unstructure_hook(tuple, list)
 
 
+def _is_variadic_tuple(type_: Any) -> bool:
+    args = typing.get_args(type_)
+    return typing.get_origin(type_) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _variadic_tuple(value: Any, type_: Any) -> tuple:
+    """``tags=baseline`` means ``("baseline",)``: a lone string is one element, not its characters."""
+    item = typing.get_args(type_)[0]
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise _TypeMismatch(f"expected a list, got {value!r}")
+    return tuple(converter.structure(v, item) for v in items)
+
+
+converter.register_structure_hook_func(_is_variadic_tuple, _variadic_tuple)
+
+
 def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
