@@ -98,23 +98,37 @@ def _overrider() -> types.ModuleType:
 SPEC = ObsActionSpec(action_dim=2, horizon=4, n_obs_steps=1, cond_dim=3)
 
 
-def test_fallbacks_dispatch_to_registered_components():
+def test_register_components_hook_fills_the_registry_with_each_components_extras():
+    plugins = load_plugins(entry_points=[], extra=[("provider", _provider())])
+    head = plugins.registry.get("head", "pair")
+    assert (head.plugin, head.default_objective, head.config_cls) == ("provider", "echo", Empty)
+    assert plugins.registry.names("logger") == ["list", "raising"]
+    assert plugins.info("provider").components == {"head": ["pair"], "logger": ["list", "raising"], "objective": ["echo"]}
+
+
+def test_build_head_hook_falls_back_to_the_registered_factory_and_a_plugin_wins():
     plugins = load_plugins(entry_points=[], extra=[("provider", _provider())])
     assert plugins.hook.build_head(name="pair", config=Empty(), spec=SPEC) == ("head", SPEC)
-    objective = plugins.registry.get("objective", "echo").build(Empty())
-    loss, metrics = plugins.hook.compute_loss(objective=objective, head=None, batch={"action": [1, 2, 3]})
-    assert (loss, metrics) == (6, {"n": 3})
-    assert plugins.hook.sample(objective=objective, head="h", cond="c", num_steps=None, generator=None) == ("sampled", "h", "c", 1)
-
-
-def test_a_plugin_implementation_wins_over_the_fallback():
     plugins = load_plugins(entry_points=[], extra=[("provider", _provider()), ("overrider", _overrider())])
     assert plugins.hook.build_head(name="pair", config=Empty(), spec=SPEC) == ("wrapped", "pair")
-    objective = EchoObjective(Empty())
+
+
+def test_compute_loss_hook_falls_back_to_the_objective_when_a_plugin_declines():
+    plugins = load_plugins(entry_points=[], extra=[("provider", _provider())])
+    objective = plugins.registry.get("objective", "echo").build(Empty())
+    assert plugins.hook.compute_loss(objective=objective, head=None, batch={"action": [1, 2, 3]}) == (6, {"n": 3})
+    plugins = load_plugins(entry_points=[], extra=[("provider", _provider()), ("overrider", _overrider())])
     assert plugins.hook.compute_loss(objective=objective, head=None, batch={"action": [2]}) == (2, {"n": 1})
 
 
-def test_render_trajectory_is_answered_by_the_owner_only(tmp_path):
+def test_sample_hook_falls_back_to_the_objective_with_its_default_steps():
+    plugins = load_plugins(entry_points=[], extra=[("provider", _provider())])
+    objective = plugins.registry.get("objective", "echo").build(Empty())
+    assert plugins.hook.sample(objective=objective, head="h", cond="c", num_steps=None, generator=None) == ("sampled", "h", "c", 1)
+    assert plugins.hook.sample(objective=objective, head="h", cond="c", num_steps=4, generator=None) == ("sampled", "h", "c", 4)
+
+
+def test_render_trajectory_hook_is_answered_by_the_owner_only(tmp_path):
     plugins = load_plugins(entry_points=[], extra=[("provider", _provider())])
     episode = Episode(seed=0, actions=[], rewards=[])
     assert plugins.hook.render_trajectory(env="mine", episode=episode, path="p.png") == "p.png"
@@ -130,7 +144,7 @@ def _run_with(plugins, names, tmp_path, config_overrides=None):
     return run
 
 
-def test_log_metrics_isolates_a_failing_logger(tmp_path):
+def test_log_metrics_hook_isolates_a_failing_logger(tmp_path):
     ListSink.records, RaisingSink.calls = [], 0
     plugins = load_plugins(entry_points=[], extra=[("provider", _provider())])
     run = _run_with(plugins, ["raising", "list"], tmp_path)

@@ -203,7 +203,7 @@ def train(
         argv=sys.argv,
     )
     if print_config:
-        click.echo(plan.config.to_yaml(), nl=False)
+        click.echo(plan.config.to_yaml(comments=True), nl=False)
         return
     from polx.train.trainer import run_training
 

@@ -59,68 +59,83 @@ def one_of(*choices: Any) -> Any:
 # core sections
 
 
+def doc(text: str, **kwargs: Any) -> Any:
+    """An attrs field with its one-line documentation (``--print-config`` prints it as a comment)."""
+    return field(metadata={"doc": text}, **kwargs)
+
+
 @define(frozen=True, kw_only=True)
 class ComponentsConfig:
     """Which components the run uses (set by ``--head``/``--env``/``--objective``/``--logger``)."""
 
-    head: str
-    env: str
-    objective: str
-    loggers: tuple[str, ...] = ("json",)
+    head: str = doc("network head (--head)")
+    env: str = doc("environment (--env)")
+    objective: str = doc("training objective and sampler (--objective; default: the head's own)")
+    loggers: tuple[str, ...] = doc("loggers the run opens (--logger; json unless --logger none)", default=("json",))
 
 
 @define(frozen=True, kw_only=True)
 class TrainConfig:
-    max_steps: int = field(default=100_000, validator=positive)
-    batch_size: int = field(default=64, validator=positive)
-    lr: float = field(default=1e-4, validator=positive)
-    min_lr: float = field(default=0.0, validator=non_negative)
-    weight_decay: float = field(default=1e-3, validator=non_negative)
-    betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = field(default=500, validator=non_negative)
-    grad_clip: float = field(default=1.0, validator=non_negative)  # 0 disables clipping
-    ema: bool = True
-    ema_power: float = field(default=0.75, validator=positive)
-    ema_max: float = field(default=0.9999, validator=in_range(0.0, 1.0))
-    seed: int = 42
-    device: str = field(default="auto")  # auto | cpu | cuda | cuda:N
-    # torch CPU threads; None: torch's default, one per physical core (what measured fastest on
-    # a 2-core machine: 0.09 s against 0.12 s per quickstart step with one thread)
-    threads: int | None = field(default=None, validator=positive)
-    num_workers: int = field(default=0, validator=non_negative)
-    log_every: int = field(default=50, validator=positive)
-    val_every: int = field(default=1000, validator=non_negative)  # 0 = never
-    val_batches: int = field(default=4, validator=positive)
-    val_sample_steps: int | None = field(default=None, validator=positive)  # None: objective default
-    checkpoint_every: int = field(default=5000, validator=non_negative)  # 0 = only at the end
-    topk: int = field(default=3, validator=non_negative)
-    progress: bool = True
+    """The optimisation loop: steps, AdamW, warmup + cosine schedule, EMA, validation, checkpoints."""
+
+    max_steps: int = doc("optimizer steps of the whole run", default=100_000, validator=positive)
+    batch_size: int = doc("windows per step (per process under torchrun)", default=64, validator=positive)
+    lr: float = doc("peak learning rate, reached after warmup_steps", default=1e-4, validator=positive)
+    min_lr: float = doc("learning rate at max_steps, the end of the cosine decay (<= lr)", default=0.0, validator=non_negative)
+    weight_decay: float = doc("AdamW weight decay of the head's decayed group", default=1e-3, validator=non_negative)
+    betas: tuple[float, float] = doc("AdamW betas", default=(0.9, 0.95))
+    warmup_steps: int = doc("linear warmup from 0 to lr", default=500, validator=non_negative)
+    grad_clip: float = doc("max gradient norm; 0 disables clipping", default=1.0, validator=non_negative)
+    ema: bool = doc("keep an EMA copy of the weights, used for validation sampling and rollouts", default=True)
+    ema_power: float = doc("EMA warmup: decay = 1 - (1 + step)^-ema_power, capped at ema_max", default=0.75, validator=positive)
+    ema_max: float = doc("largest EMA decay", default=0.9999, validator=in_range(0.0, 1.0))
+    seed: int = doc("seed of weights, data order and noise (each process adds its rank)", default=42)
+    device: str = doc("auto | cpu | cuda | cuda:N (auto: cuda when available)", default="auto")
+    # None: torch's default, one per physical core (what measured fastest on a 2-core machine:
+    # 0.09 s against 0.12 s per quickstart step with one thread)
+    threads: int | None = doc("torch CPU threads; null: torch's default (one per physical core)", default=None, validator=positive)
+    num_workers: int = doc("DataLoader worker processes; 0 loads batches in the training process", default=0, validator=non_negative)
+    log_every: int = doc("steps between training log records (mean loss over the window)", default=50, validator=positive)
+    val_every: int = doc("steps between validations (val_loss, val_action_mse); 0 = never", default=1000, validator=non_negative)
+    val_batches: int = doc("validation batches per validation", default=4, validator=positive)
+    val_sample_steps: int | None = doc("sampling steps for val_action_mse; null: the objective's default", default=None, validator=positive)
+    checkpoint_every: int = doc("steps between checkpoints/latest.ckpt writes; 0 = only at the end", default=5000, validator=non_negative)
+    topk: int = doc("best checkpoints kept by test_mean_score, besides latest.ckpt", default=3, validator=non_negative)
+    progress: bool = doc("show a progress bar", default=True)
 
     @device.validator
     def _check_device(self, attribute: attrs.Attribute, value: str) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
             raise ValueError(f"device: must be auto, cpu, cuda or cuda:N; got {value!r}")
 
+    def __attrs_post_init__(self) -> None:
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr: must be <= train.lr (the cosine decays from lr to min_lr); got {self.min_lr} > {self.lr}")
+
 
 @define(frozen=True, kw_only=True)
 class EvalConfig:
-    rollout_every: int = field(default=10_000, validator=non_negative)  # steps; 0 = only at the end
-    at_end: bool = True
-    n_test: int = field(default=50, validator=non_negative)
-    n_train: int = field(default=6, validator=non_negative)
-    test_start_seed: int = 100000
-    train_start_seed: int = 0
-    max_steps: int = field(default=300, validator=positive)
-    n_envs: int = field(default=1, validator=positive)
-    n_vis: int = field(default=4, validator=non_negative)
-    num_steps: int | None = field(default=None, validator=positive)  # sampling steps; None: objective default
+    """Rollouts in the env: when, how many episodes from which seeds, how many drawn."""
+
+    rollout_every: int = doc("steps between rollouts; 0 = only at the end", default=10_000, validator=non_negative)
+    at_end: bool = doc("roll out once more when training ends", default=True)
+    n_test: int = doc("test episodes per rollout (test_mean_score)", default=50, validator=non_negative)
+    n_train: int = doc("episodes on training seeds per rollout (train_mean_score)", default=6, validator=non_negative)
+    test_start_seed: int = doc("seed of the first test episode; episode k uses test_start_seed + k", default=100000)
+    train_start_seed: int = doc("seed of the first train-seed episode", default=0)
+    max_steps: int = doc("env steps per episode at most", default=300, validator=positive)
+    n_envs: int = doc("processes that run episodes; results do not depend on it", default=1, validator=positive)
+    n_vis: int = doc("test episodes drawn as trajectory PNGs (the first n_vis)", default=4, validator=non_negative)
+    num_steps: int | None = doc("sampling steps per chunk; null: the objective's default", default=None, validator=positive)
 
 
 @define(frozen=True, kw_only=True)
 class PolicyConfig:
-    horizon: int = field(default=16, validator=positive)
-    n_obs_steps: int = field(default=2, validator=positive)
-    n_action_steps: int = field(default=8, validator=positive)
+    """The action chunk: how long it is, how much history conditions it, how much of it runs."""
+
+    horizon: int = doc("steps in a predicted action chunk", default=16, validator=positive)
+    n_obs_steps: int = doc("observation steps that condition a chunk", default=2, validator=positive)
+    n_action_steps: int = doc("actions executed per chunk, from the newest observation's step", default=8, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
@@ -132,22 +147,26 @@ class PolicyConfig:
 
 @define(frozen=True, kw_only=True)
 class DataConfig:
-    path: str | None = None  # None: the env's embedded default dataset
-    val_ratio: float = field(default=0.02, validator=in_range(0.0, 0.9))
-    max_train_episodes: int | None = field(default=None, validator=positive)
-    split_seed: int = 42
-    normalizer: str = field(default="limits", validator=one_of("limits", "gaussian"))
+    """The demonstration dataset and how it is split and normalized."""
+
+    path: str | None = doc("zarr replay buffer (--dataset); null: the env's default dataset", default=None)
+    val_ratio: float = doc("share of episodes held out for validation", default=0.02, validator=in_range(0.0, 0.9))
+    max_train_episodes: int | None = doc("use at most this many training episodes; null: all", default=None, validator=positive)
+    split_seed: int = doc("seed of the train/validation episode split", default=42)
+    normalizer: str = doc("limits (min/max to [-1, 1]) or gaussian (mean/std)", default="limits", validator=one_of("limits", "gaussian"))
 
 
 @define(frozen=True, kw_only=True)
 class EncoderConfig:
-    backbone: str = field(default="resnet18", validator=one_of("resnet18"))
-    shared: bool = False  # one backbone for every camera
-    crop_shape: tuple[int, int] | None = (84, 84)  # random crop at train time, center crop at eval
-    pretrained: str | None = None  # path of a local torchvision state dict; never downloaded
-    group_norm: bool = True
-    feature_dim: int = field(default=512, validator=positive)
-    weight_decay: float = field(default=1e-6, validator=non_negative)
+    """The observation encoder: a ResNet per camera plus the normalized low-dim keys."""
+
+    backbone: str = doc("image backbone", default="resnet18", validator=one_of("resnet18"))
+    shared: bool = doc("one backbone for every camera", default=False)
+    crop_shape: tuple[int, int] | None = doc("random crop in training, center crop in evaluation; null: none", default=(84, 84))
+    pretrained: str | None = doc("path of a local torchvision state dict; never downloaded; null: random init", default=None)
+    group_norm: bool = doc("GroupNorm instead of BatchNorm in the backbone", default=True)
+    feature_dim: int = doc("features per camera", default=512, validator=positive)
+    weight_decay: float = doc("AdamW weight decay of the encoder", default=1e-6, validator=non_negative)
 
 
 CORE_SECTIONS: dict[str, type] = {
@@ -178,8 +197,43 @@ class RunConfig:
     def to_dict(self) -> dict:
         return _plain(converter.unstructure(self))
 
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+    def to_yaml(self, comments: bool = False) -> str:
+        """The config as YAML; ``comments``: each field's ``doc`` as a trailing comment (``--print-config``)."""
+        if not comments:
+            return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        data, lines = self.to_dict(), []
+        for name in data:
+            value = getattr(self, name)
+            if name == "loggers":
+                lines.append("loggers:")
+                for logger, cfg in value.items():
+                    lines += _commented(logger, data[name][logger], type(cfg) if attrs.has(type(cfg)) else None, "  ")
+            else:
+                lines += _commented(name, data[name], type(value) if attrs.has(type(value)) else None, "")
+        return "\n".join(lines) + "\n"
+
+
+def _commented(key: str, value: Any, cls: type | None, indent: str) -> list[str]:
+    """YAML lines for ``key: value``, with the docs of ``cls``'s fields as trailing comments."""
+    head = f"{indent}{key}:"
+    if cls is not None and cls.__doc__ and indent == "":
+        head = f"# {cls.__doc__.strip().splitlines()[0].replace('``', '')}\n{head}"
+    if not isinstance(value, dict) or not value:
+        return [f"{head} {_scalar(value)}"]
+    lines = [head]
+    docs = {a.name: a.metadata.get("doc") for a in attrs.fields(cls)} if cls is not None else {}
+    hints = typing.get_type_hints(cls) if cls is not None else {}
+    for sub, sub_value in value.items():
+        sub_cls = hints.get(sub) if isinstance(hints.get(sub), type) and attrs.has(hints.get(sub)) else None
+        sub_lines = _commented(sub, sub_value, sub_cls, indent + "  ")
+        if docs.get(sub):
+            sub_lines[0] += f"  # {docs[sub]}"
+        lines += sub_lines
+    return lines
+
+
+def _scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).removesuffix("\n...\n").strip()
 
 
 # ---------------------------------------------------------------------------------------------
