@@ -32,6 +32,7 @@ def random_policy(seed: int):
     return lambda env: rng.uniform(env.action_space.low, env.action_space.high)
 
 
+@pytest.mark.slow
 def test_a_random_policy_never_succeeds_on_50_seeds():
     env = RoboIMIEnv(RoboIMIConfig(max_steps=200), render_images=False)
     scores = []
