@@ -1,0 +1,81 @@
+"""The PushT expert as a closed-loop teacher: it answers for the state it is shown, whatever came before."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from polx_envs.pusht.adapter import PushTAdapter
+from polx_envs.pusht.config import PushTConfig
+from polx_envs.pusht.demos import run_demo
+from polx_envs.pusht.env import PushTEnv
+from polx_envs.pusht.expert import PushTExpert, pose_error
+
+
+def _env_at(snapshot: tuple) -> PushTEnv:
+    env = PushTEnv(obs_type="state")
+    env.reset(seed=0)
+    env.sim.restore(snapshot)
+    return env
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    seed=st.sampled_from([100048, 100045, 100003]),
+    steps=st.integers(3, 25),
+    shift=st.tuples(st.floats(-30, 30), st.floats(-30, 30)),
+    turn=st.floats(-0.6, 0.6),
+)
+def test_a_perturbed_state_gets_the_fresh_answer_and_progress(seed, steps, shift, turn):
+    env = PushTEnv(obs_type="state")
+    env.reset(seed=seed)
+    expert = PushTExpert()
+    for _ in range(steps):  # mid-plan: the expert has a queue and a prediction
+        env.step(expert.act(env))
+    agent, agent_vel, block, angle, block_vel, spin = env.sim.snapshot()
+    perturbed = (agent, agent_vel, (block[0] + shift[0], block[1] + shift[1]), angle + turn, block_vel, spin)
+    env.sim.restore(perturbed)
+    # the action for this state does not depend on the plan made before the perturbation
+    assert np.array_equal(expert.act(env), PushTExpert().act(_env_at(perturbed)))
+    env.sim.restore(perturbed)
+    before = float(pose_error(env.sim.block_pose))
+    expert.reset()
+    best = before
+    for _ in range(80):
+        _, _, terminated, _, _ = env.step(expert.act(env))
+        best = min(best, float(pose_error(env.sim.block_pose)))
+        if terminated:
+            break
+    assert terminated or best < before - 5.0, f"pose error {before:.1f} -> at best {best:.1f} px"
+
+
+def test_along_its_own_trajectory_it_keeps_its_plan():
+    env = PushTEnv(obs_type="state")
+    env.reset(seed=100048)
+    expert = PushTExpert()
+    plans = 0
+    plan = expert._plan
+
+    def counted(sim):
+        nonlocal plans
+        plans += 1
+        return plan(sim)
+
+    expert._plan = counted
+    for steps in range(1, 301):
+        _, _, terminated, _, _ = env.step(expert.act(env))
+        if terminated:
+            break
+    assert terminated and plans <= steps / 4, f"{plans} plans in {steps} steps"
+
+
+def test_record_is_a_row_of_the_demo_layout():
+    demo = run_demo(100048, max_steps=1)["data"]
+    env = PushTEnv(obs_type="state")
+    env.reset(seed=100048)
+    row = PushTAdapter(PushTConfig(obs_type="image")).make_expert().record(env)
+    assert sorted(row) == ["img", "keypoint", "state"]
+    for key in row:
+        assert np.allclose(row[key], demo[key][0]), key
+    assert "img" not in PushTAdapter(PushTConfig(obs_type="keypoints")).make_expert().record(env)
