@@ -136,6 +136,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_learning" / time.strftime("%Y%m%d-%H%M%S"))
     parser.add_argument("--label", default="", help="prefix for the run labels")
     parser.add_argument("--report", nargs="+", type=Path, metavar="RUN_DIR", help="summarise finished runs instead of training")
+    parser.add_argument("--plot", type=Path, help="where the PNG goes (default: learning_curves.png in the output directory)")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE config overrides for every run")
     args = parser.parse_args()
 
@@ -163,7 +164,7 @@ def main() -> None:
         curves[label] = read_curve(run_dir)
         print_table(label, curves[label])
     if curves:
-        plot(curves, (args.out if not args.report else args.report[0].parent) / "learning_curves.png")
+        plot(curves, args.plot or (args.out if not args.report else args.report[0].parent) / "learning_curves.png")
     summary = {
         label: {
             "head": c["head"],
