@@ -144,6 +144,29 @@ def plugins_list(as_json: bool) -> None:
             click.echo(f"  {f'{kind} {name}'.ljust(name_width)}  {text or '-'}  [{plugin}]")
 
 
+@main.group("plugin")
+def plugin_group() -> None:
+    """Write a new plugin to start from."""
+
+
+@plugin_group.command("new")
+@click.argument("kind", type=click.Choice(["head", "objective", "env", "logger"]))
+@click.argument("name")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Directory to write polx-plugin-NAME/ in.")
+def plugin_new(kind: str, name: str, out: Path) -> None:
+    """Write a complete plugin distribution: pyproject with the entry point, config, component, test.
+
+    \b
+    Example:
+      polx plugin new head mlp && pip install -e polx-plugin-mlp && polx train --head mlp --env pusht
+    """
+    from polx.scaffold import write_plugin
+
+    root = write_plugin(kind, name, out)
+    click.echo(f"wrote {root}")
+    click.echo(f"next: pip install -e {root} && polx plugins list && python -m pytest {root / 'tests'}")
+
+
 # ---------------------------------------------------------------------------------------------
 # train
 
