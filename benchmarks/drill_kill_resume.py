@@ -17,7 +17,8 @@ every kill and resume:
 - the resumed process starts exactly at that checkpoint's step (never further back);
 - temp files of a killed write are gone once the resumed run has started;
 - ``logs.json.txt``: every complete line parses, each metric's ``global_step`` increases (steps
-  logged after the checkpoint by the killed process are superseded, not duplicated);
+  logged after the checkpoint by the killed process are superseded, not duplicated; a counter
+  such as ``train_time_s`` may repeat on two records of one step with the same value);
 - a finished run: ``summary.json``, the final step, every PNG readable, and (figure, not a
   failure) whether its weights equal the uninterrupted run's;
 - last, a full disk: the reference run resumed with a file-size limit below one checkpoint
@@ -140,6 +141,7 @@ def check_log(run: Path, problems: list[str], allow_partial_last: bool) -> tuple
     lines = text.splitlines()
     partial = bool(text) and not text.endswith("\n")
     last_step: dict[str, int] = {}
+    last_value: dict[str, float] = {}
     highest = 0
     for i, line in enumerate(lines):
         try:
@@ -153,9 +155,11 @@ def check_log(run: Path, problems: list[str], allow_partial_last: bool) -> tuple
         for key in record:
             if key in ("global_step", "epoch"):
                 continue
-            if step <= last_step.get(key, -1):
+            # a counter such as train_time_s rides on every record of a step: the same value again is no duplicate
+            again = step == last_step.get(key) and record[key] == last_value.get(key)
+            if step <= last_step.get(key, -1) and not again:
                 problems.append(f"logs.json.txt line {i + 1}: {key} at step {step} after step {last_step[key]}")
-            last_step[key] = step
+            last_step[key], last_value[key] = step, record[key]
     return highest, partial
 
 

@@ -60,6 +60,10 @@ class FaultyReachAdapter(toy_plugin.ToyReachAdapter):
     def make_env(self):
         return FaultyReachEnv(self.config)
 
+    def default_dataset(self, progress: bool = True):  # the demos come from the working simulator
+        c = self.config
+        return toy_plugin.ToyReachAdapter(toy_plugin.ToyReachConfig(n_demos=c.n_demos, cache_dir=c.cache_dir)).default_dataset()
+
 
 class FaultyPlugin:
     @hookimpl
@@ -123,8 +127,8 @@ def test_a_run_directory_held_by_another_process_is_refused_untouched(plugins, c
     (run / "summary.json").unlink()  # resumable
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from polx.runlock import FileLock; FileLock().acquire(sys.argv[1], 'x'); "
-         "print('held', flush=True); time.sleep(600)", str(run / RUN_LOCK)], stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", "import sys, time; from polx.runlock import RunDirLock; RunDirLock().acquire(sys.argv[1]).write_pid(); "
+         "print('held', flush=True); time.sleep(600)", str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         plan = prepare_training(plugins, head=None, env=None, resume_dir=run, overrides=["train.max_steps=6"], argv=["test"])
@@ -254,8 +258,9 @@ def test_progress_lines_without_a_tty(tmp_path):
     overrides = [o for o in toy_plugin.toy_overrides(tmp_path / "cache", "train.max_steps=6", "eval.rollout_every=0",
                                                        "train.val_every=0", "eval.n_test=1", "eval.n_train=0")
                  if o != "train.progress=false"]
-    cmd = [sys.executable, "-m", "polx", "train", "--head", "toy_mlp", "--env", "toy_reach", "--run-dir", str(tmp_path / "run"), *overrides]
-    done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=600)
+    cmd = [sys.executable, "-m", "polx", "train", "--head", "toy_mlp", "--env", "toy_reach", "--run-dir", str(tmp_path / "run"),
+           "--logger", "none", *overrides, "eval.at_end=false"]
+    done = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.startswith("polx: step ")]
     assert [line.split()[2] for line in lines] == ["2/6", "4/6", "6/6"], done.stderr  # train.log_every=2
@@ -264,3 +269,15 @@ def test_progress_lines_without_a_tty(tmp_path):
         assert words[3] == "loss" and np.isfinite(float(words[4])) and words[5] == "lr" and float(words[6]) > 0
         assert words[8] == "steps/s" and words[9] == "ETA"
     assert "\r" not in done.stderr  # no progress bar redraws in a log file
+
+
+def test_a_lone_string_for_a_list_valued_key_is_one_element(plugins):
+    from polx.config import ConfigError, resolve_config
+
+    def tags(value: str):
+        return resolve_config(plugins, head="toy_mlp", env="toy_reach", overrides=[f"loggers.swanlab.tags={value}"]).loggers["swanlab"].tags
+
+    assert tags("baseline") == ("baseline",)
+    assert tags("[baseline, ablation]") == ("baseline", "ablation")
+    with pytest.raises(ConfigError, match="loggers.swanlab"):
+        tags("3")

@@ -88,23 +88,22 @@ def test_grid_and_shard_parsing(tmp_path):
         parse_grid(["a.b="])
 
 
-def hold_lock(path: Path) -> subprocess.Popen:
-    """Another process holding ``path`` (a run directory's or a sweep's lock), until killed."""
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from polx.runlock import FileLock; "
-                               "FileLock().acquire(sys.argv[1], 'x'); print('held', flush=True); time.sleep(600)", str(path)],
-                              stdout=subprocess.PIPE, text=True)
+def hold_run_dir(run_dir: Path) -> subprocess.Popen:
+    """Another process holding ``run_dir``'s lock, as a running ``polx train`` does, until killed."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from polx.runlock import RunDirLock; "
+                               "RunDirLock().acquire(sys.argv[1]).write_pid(); print('held', flush=True); time.sleep(600)",
+                               str(run_dir)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
 
 
 def test_a_cell_another_process_is_writing_is_never_deleted(tmp_path):
-    from polx.runlock import RUN_LOCK
     from polx.sweep import cell_status
 
     cell = cells({"a.b": ["1"]}, tmp_path)[0]
     cell.dir.mkdir()
     (cell.dir / "config.yaml").write_text("a run that has not checkpointed yet")
-    holder = hold_lock(cell.dir / RUN_LOCK)
+    holder = hold_run_dir(cell.dir)
     try:
         assert cell_status(cell) == "running"
         assert train_command(cell, ["--head", "h", "--env", "e"], []) is None

@@ -1,10 +1,15 @@
-"""One writer per directory: an exclusive ``flock`` on a lock file that names the holder's PID.
+"""One writer per directory: an exclusive ``flock``, and a file naming the holder's PID.
 
 Two ``polx train --resume`` of one run, or one sweep started twice, would otherwise both write
 the same config, checkpoints and log. The kernel releases an ``flock`` when its process dies, so
-a killed run never leaves a stale lock behind; the file itself is removed on release. (A
-process that opened the file just before it was removed may lock the removed file: ``acquire``
-checks that the file it locked is still the one at the path, and tries again if not.)
+a killed run never leaves a stale lock behind.
+
+- ``RunDirLock`` locks a run directory itself (its open directory descriptor), so taking the
+  lock writes nothing: a command refused later, for bad input, leaves the directory untouched.
+  ``write_pid()`` then records the holder in ``<run>/.polx.lock`` once the run starts writing.
+- ``FileLock`` locks a lock file (a sweep's shard), removed on release. A process that opened
+  the file just before it was removed may lock the removed file: ``acquire`` checks that the
+  file it locked is still the one at the path, and tries again if not.
 
 Cheap to import (no torch): ``polx sweep`` uses it to leave alone the cells another process runs.
 """
@@ -37,26 +42,84 @@ def _read_pid(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def holder(path: Path) -> int | None:
-    """The PID holding the lock file ``path`` (None when the file is absent or nobody holds it)."""
+def _busy(exc: OSError) -> bool:
+    return exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+
+
+def _held_message(what: str, pid: int | None, where: Path) -> str:
+    who = f"PID {pid}" if pid else "another process"
+    return (
+        f"{what} is in use by another polx process ({who}, see {str(where)!r}); "
+        f"wait for it to finish or stop it{f' (kill {pid})' if pid else ''}, then run this again"
+    )
+
+
+def _probe(target: Path, flags: int, pid_file: Path) -> int | None:
+    """The PID holding ``target``'s flock (-1 when held but not yet named), or None when free or absent."""
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(target, flags)
     except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return _read_pid(path) or -1  # held, PID not yet written
+        if _busy(exc):
+            return _read_pid(pid_file) or -1
         raise
     finally:
         os.close(fd)
     return None
 
 
+def holder(path: Path) -> int | None:
+    """The PID holding the lock file ``path`` (None when the file is absent or nobody holds it)."""
+    return _probe(Path(path), os.O_RDONLY, Path(path))
+
+
 def run_dir_holder(run_dir: Path) -> int | None:
     """The PID of the ``polx train`` writing ``run_dir`` now, or None."""
-    return holder(Path(run_dir) / RUN_LOCK)
+    return _probe(Path(run_dir), os.O_RDONLY | os.O_DIRECTORY, Path(run_dir) / RUN_LOCK)
+
+
+class RunDirLock:
+    """``acquire(run_dir)`` locks the directory (writing nothing) or raises ``LockHeldError``; ``release()`` is idempotent."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+        self._fd: int | None = None
+        self._pid_written = False
+
+    def acquire(self, run_dir: Path) -> "RunDirLock":
+        run_dir = Path(run_dir)
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if not _busy(exc):
+                raise
+            pid = _read_pid(run_dir / RUN_LOCK)
+            raise LockHeldError(_held_message(f"run directory {str(run_dir)!r}", pid, run_dir / RUN_LOCK), pid) from None
+        self.run_dir, self._fd = run_dir, fd
+        return self
+
+    def write_pid(self) -> None:
+        """Name this process as the writer (``<run>/.polx.lock``), for the message a second writer gets."""
+        path = self.run_dir / RUN_LOCK
+        tmp = path.with_name(f"{RUN_LOCK}.{os.getpid()}.tmp")
+        tmp.write_text(f"{os.getpid()}\n")
+        os.replace(tmp, path)
+        self._pid_written = True
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if self._pid_written:
+                (self.run_dir / RUN_LOCK).unlink(missing_ok=True)
+        finally:
+            os.close(self._fd)
+            self._fd, self._pid_written = None, False
 
 
 class FileLock:
@@ -78,15 +141,10 @@ class FileLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                if not _busy(exc):
                     raise
                 pid = _read_pid(path)
-                who = f"PID {pid}" if pid else "another process"
-                raise LockHeldError(
-                    f"{what} is in use by another polx process ({who}, lock file {str(path)!r}); "
-                    f"wait for it to finish or stop it{f' (kill {pid})' if pid else ''}, then run this again",
-                    pid,
-                ) from None
+                raise LockHeldError(_held_message(what, pid, path), pid) from None
             try:
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:

@@ -34,7 +34,7 @@ from polx.errors import DatasetError, PolxError, UserInputError
 from polx.eval.metrics import is_rollout_metric
 from polx.eval.rollout import run_rollouts
 from polx.policy.policy import Policy, build_policy, spec_summary
-from polx.runlock import RUN_LOCK, FileLock
+from polx.runlock import RUN_LOCK, RunDirLock
 from polx.runs import TrainingPlan
 from polx.train import distributed
 from polx.train.checkpoint import (
@@ -64,10 +64,10 @@ def run_training(plan: TrainingPlan) -> Path:
     from the moment its directory exists) until the run ends, so one directory has one writer.
     """
     info, device = distributed.init_from_env(plan.config.train.device)
-    lock = FileLock()
+    lock = RunDirLock()
     try:
         if plan.resume and info.is_main:
-            lock.acquire(plan.run_dir / RUN_LOCK, f"run directory {str(plan.run_dir)!r}")
+            lock.acquire(plan.run_dir)  # writes nothing: a resume refused below leaves the run untouched
         return Trainer(plan, info, device, lock).fit()
     finally:
         lock.release()
@@ -131,9 +131,9 @@ class _Window:
 
 
 class Trainer:
-    def __init__(self, plan: TrainingPlan, info: distributed.DistInfo, device: torch.device, lock: FileLock | None = None):
+    def __init__(self, plan: TrainingPlan, info: distributed.DistInfo, device: torch.device, lock: RunDirLock | None = None):
         self.plan, self.info, self.device = plan, info, device
-        self.lock = lock or FileLock()
+        self.lock = lock or RunDirLock()
         self.plugins = plan.plugins
         self.cfg = cfg = plan.config
         t = cfg.train
@@ -294,13 +294,14 @@ class Trainer:
     def _open_run_dir(self) -> None:
         """Decide and take the run directory (the one place it is decided), then record the run in it."""
         if self.plan.resume:  # run_training already holds its lock
+            self.lock.write_pid()
             remove_stale_temp_files(self.ckpt_dir)
             record_resume(self.run_dir, self.cfg, self.plan.argv, self.step, self.plugins)
             return
         if self.plan.exact_run_dir:  # --run-dir: absent or empty, used as it is
             run_dir = self.plan.run_dir
             _make_dir(run_dir, exist_ok=True)
-            self.lock.acquire(run_dir / RUN_LOCK, f"run directory {str(run_dir)!r}")
+            self.lock.acquire(run_dir)
             if any(p.name != RUN_LOCK for p in run_dir.iterdir()):
                 raise UserInputError(f"--run-dir {str(run_dir)!r} exists and is not empty; use --resume to continue it")
         else:  # OUT/<date>/<time>_<head>_<env>, or _2, _3... when two runs start within one second
@@ -308,7 +309,8 @@ class Trainer:
                 run_dir = unique_dir(self.plan.run_dir)
                 if _make_dir(run_dir, exist_ok=False):
                     break
-            self.lock.acquire(run_dir / RUN_LOCK, f"run directory {str(run_dir)!r}")
+            self.lock.acquire(run_dir)
+        self.lock.write_pid()
         extra = {
             "dataset": str(self.data.path),
             "device": str(self.device),
