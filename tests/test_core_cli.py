@@ -46,6 +46,11 @@ def register_components(register):
 '''
 
 
+@attrs.define(frozen=True, kw_only=True)
+class HeadlessCfg:
+    """An option-less config class for registry tests."""
+
+
 def make_dist(root: Path, name: str, source: str, version: str = "1.2.3") -> None:
     """Write module ``<name>_mod`` and distribution ``<name>`` whose ``polx`` entry point names it."""
     (root / f"{name}_mod.py").write_text(textwrap.dedent(source))
@@ -111,6 +116,7 @@ def test_a_duplicate_name_marks_the_newcomer_broken_and_keeps_the_first_owner(fa
     for part in ("'fakeplug' (fakeplug 1.2.3)", "'zdupplug' (zdupplug 2.0)", "POLX_DISABLE_PLUGINS=zdupplug"):
         assert part in dup.error
     assert not loaded.pm.has_plugin("zdupplug")  # its hooks are unregistered too
+    assert loaded.broken() == {"zdupplug": {"distribution": "zdupplug", "version": "2.0", "error": dup.error}}  # for manifests
     result = CliRunner().invoke(main, ["plugins", "list"])
     assert result.exit_code == 0 and "zdupplug" in result.output and "broken" in result.output
 
@@ -303,8 +309,8 @@ def test_a_head_and_an_objective_that_do_not_pair_exit_2_before_any_directory(tm
 
 
 def test_pairing_is_declared_by_the_head_or_by_the_objective():
-    from polx.plugins import Registry, check_pairing
     from polx.errors import UserInputError
+    from polx.plugins import Registry, check_pairing
 
     reg = Registry()
     reg.register("head", "h", HeadlessCfg, "math:sqrt", plugin="p", default_objective="a", objectives=["a"])
@@ -320,7 +326,3 @@ def test_pairing_is_declared_by_the_head_or_by_the_objective():
     with pytest.raises(ValueError, match="default_objective 'z', not in its objectives"):
         reg.register("head", "bad", HeadlessCfg, "math:sqrt", plugin="p", default_objective="z", objectives=["a"])
 
-
-@attrs.define(frozen=True, kw_only=True)
-class HeadlessCfg:
-    pass

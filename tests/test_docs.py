@@ -136,6 +136,8 @@ def test_the_demos_example_writes_a_replay_buffer(polx_foo, tmp_path):
     summary = importlib.import_module("polx_foo.demos").write_demos(tmp_path / "demos.zarr", episodes=3)
     rb = ReplayBuffer.open(summary["path"])
     assert rb.n_episodes == 3 and set(rb.keys()) == {"pos", "goal", "action"}
+    arrays, first = rb.load(), rb.get_episode(0)  # the reading API the page names
+    assert len(arrays["pos"]) == rb.n_steps == int(rb.episode_ends[-1]) and len(first["goal"]) == rb.episode_ends[0]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ mean of the last 25 of 150 steps is 0.38 of the first 25's; the assertion allows
 
 import math
 
+import pytest
 import torch
 
 from polx.components import ObsActionSpec
@@ -54,6 +55,7 @@ def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
+@pytest.mark.slow  # one of the two slowest tests of the suite (minutes on a busy 2-core CPU): -m slow runs it
 def test_ddim10_samples_land_on_their_chunks_after_overfitting():
     head, objective, losses = train("sample", steps=300)
     assert mean(losses[-25:]) < 0.05 * mean(losses[:25])

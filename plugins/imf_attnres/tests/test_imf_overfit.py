@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from polx.components import ObsActionSpec
@@ -19,6 +20,7 @@ def _chunks() -> torch.Tensor:
     return 0.8 * torch.stack([angles.cos(), angles.sin()], dim=-1)
 
 
+@pytest.mark.slow  # one of the two slowest tests of the suite (minutes on a busy 2-core CPU): -m slow runs it
 def test_one_step_samples_land_on_their_chunks_after_short_training():
     torch.manual_seed(0)
     chunks = _chunks()
