@@ -37,7 +37,7 @@ def sweep(env: dict, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                                     "eval.n_test=2", "eval.n_train=0", "eval.n_vis=0", "eval.max_steps=8", "train.checkpoint_every=0")
     cmd = [sys.executable, "-m", "polx", "sweep", "--head", "toy_mlp", "--env", "toy_reach", "--out", str(tmp_path / "runs"),
            "--name", "grid", *args, *base]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_sweep_runs_the_grid_resumes_and_summarises(toy_env, tmp_path):

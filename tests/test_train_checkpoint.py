@@ -121,7 +121,7 @@ except PolxError as exc:
 def test_a_write_that_runs_out_of_space_is_a_message_and_keeps_the_old_checkpoint(tmp_path: Path) -> None:
     """A real short write (the kernel refuses bytes past RLIMIT_FSIZE), not a mocked one."""
     path = tmp_path / "latest.ckpt"
-    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(path)], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(path)], capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr
     assert "could not write checkpoint" in out.stdout and "the previous latest.ckpt is kept" in out.stdout, out.stdout
     assert "Traceback" not in out.stdout + out.stderr

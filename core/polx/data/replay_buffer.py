@@ -126,6 +126,7 @@ class ReplayBuffer:
                     f"{where}: data/{key} has {n} steps but meta/episode_ends[-1] is {int(ends[-1])}; "
                     "expected every data array to have exactly episode_ends[-1] steps"
                 )
+        for key in keys:  # after the layout checks: a wrong length is the clearer message
             _check_chunks(where, f"data/{key}", data[key])
         return cls(path, root, ends, writable=False)
 
