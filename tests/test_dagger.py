@@ -62,6 +62,7 @@ def finished(demos, tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about a minute on an idle machine; several times that on shared cores
 def test_two_rounds_grow_the_data_by_the_rollouts_with_the_expert_labels(demos, finished):
     import json
 
@@ -125,6 +126,7 @@ def _mid_training(stage: Path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 @pytest.mark.parametrize("where", ["round_boundary", "mid_training"])
 def test_kill_and_resume_gives_the_same_data(demos, finished, tmp_path, where):
     run_dir = tmp_path / "run"

@@ -1,0 +1,148 @@
+"""DAgger against behaviour cloning on PushT keypoints, at equal expert labels and equal training steps.
+
+Both arms start from the same Phase I (one training run on ``--start-episodes`` scripted-expert
+demonstrations). Then, round after round:
+
+- DAgger (``polx dagger``) rolls its policy out on ``--episodes`` fresh seeds and adds every visited
+  step, labelled by the expert, to its data;
+- BC adds scripted-expert demonstrations from other fresh seeds until it holds at least as many
+  labelled steps as DAgger does after that round (whole episodes, so BC gets slightly more);
+
+and each continues training for ``--steps-per-round`` steps from its previous round's
+checkpoint on all its data, scored on the 50 test seeds (eval.n_test). Readable lines, then one
+JSON line. The full measurement is long (see ``--help``); a tiny run checks it end to end::
+
+    python benchmarks/bench_dagger.py --tiny --out /tmp/bench_dagger
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from polx.dagger import prepare_dagger, run_dagger
+from polx.dagger.loop import _stage_dir, _train_stage  # the same round training as DAgger's
+from polx.data.replay_buffer import ReplayBuffer
+from polx.plugins import load_plugins
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "head.n_emb=32", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1", "train.max_steps=20", "train.batch_size=8",
+    "train.val_every=0", "train.checkpoint_every=0", "eval.rollout_every=0", "eval.n_test=2", "eval.max_steps=30",
+    "eval.n_vis=1", "env.demo_max_steps=60",
+]  # fmt: skip
+
+
+def write_prefix(out: Path, sources: list[tuple[ReplayBuffer, int]]) -> None:
+    """A store holding the first ``n`` episodes of each source, in order."""
+    with ReplayBuffer.writer(out) as rb:
+        for source, n in sources:
+            data, ends = source.load(), source.episode_ends
+            starts = np.concatenate([[0], ends[:-1]])
+            for lo, hi in list(zip(starts, ends))[:n]:
+                rb.add_episode({key: value[lo:hi] for key, value in data.items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="working directory (must not exist)")
+    parser.add_argument("--head", default="imf_attnres")
+    parser.add_argument("--start-episodes", type=int, default=20, help="expert demonstrations of Phase I")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--episodes", type=int, default=10, help="DAgger rollouts per round")
+    parser.add_argument("--steps-per-round", type=int, default=3000)
+    parser.add_argument("--workers", type=int, default=2, help="processes for demos and rollouts (eval.n_envs)")
+    parser.add_argument("--tiny", action="store_true", help="a few steps of a tiny head: checks the benchmark runs, measures nothing")
+    parser.add_argument("overrides", nargs="*", help="KEY=VALUE for both arms (default: configs/pusht_keypoints_cpu.yaml with 12,000 Phase I steps)")
+    args = parser.parse_args()
+    if args.out.exists():
+        sys.exit(f"--out {args.out} exists; choose a new directory")
+    started = time.perf_counter()
+    plugins = load_plugins(entry_points=list(metadata.entry_points(group="polx")))
+    overrides = (TINY if args.tiny else ["train.max_steps=12000"]) + ["env.obs_type=keypoints", "train.progress=false", "eval.n_train=0", f"eval.n_envs={args.workers}"]
+    overrides += [*args.overrides, f"dagger.steps_per_round={args.steps_per_round}"]
+    config_files = [] if args.tiny else [REPO / "configs" / "pusht_keypoints_cpu.yaml"]
+    env_overrides = [o for o in overrides if o.startswith("env.")]
+    from polx.runs import build_env_adapter
+
+    adapter = build_env_adapter(plugins, "pusht", env_overrides)
+    start = args.out / "start.zarr"
+    print(f"bench_dagger: {args.start_episodes} expert demonstrations -> {start}", file=sys.stderr, flush=True)
+    adapter.generate_demos(start, args.start_episodes, seed=0, workers=args.workers, keep_all=args.tiny, progress=False)
+
+    # DAgger
+    dagger_overrides = list(overrides)
+    if config_files:
+        dagger_overrides = [f"{k}={v}" for k, v in _flat(config_files[0])] + dagger_overrides
+    plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
+                          run_dir=args.out / "dagger", overrides=tuple(dagger_overrides))  # fmt: skip
+    run_dagger(plan)
+    table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
+
+    # BC: the same Phase I, then expert demonstrations matching DAgger's labels round by round
+    bc_plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
+                             run_dir=args.out / "bc", overrides=tuple(dagger_overrides))  # fmt: skip
+    shutil.copytree(_stage_dir(plan, 0), _stage_dir(bc_plan, 0))
+    needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
+    pool_path = args.out / "bc_pool.zarr"
+    per_episode = max(1, int(np.mean(ReplayBuffer.open(start).episode_lengths)))
+    adapter.generate_demos(pool_path, needed // per_episode + 5, seed=args.start_episodes, workers=args.workers, keep_all=args.tiny, progress=False)
+    pool, start_rb = ReplayBuffer.open(pool_path), ReplayBuffer.open(start)
+    while pool.n_steps < needed:  # the expert's episodes ran shorter than the first guess
+        more = args.out / f"bc_pool_{pool.n_episodes}.zarr"
+        adapter.generate_demos(more, pool.n_episodes, seed=args.start_episodes + pool.n_episodes, workers=args.workers, keep_all=args.tiny, progress=False)
+        merged = args.out / f"bc_pool_merged_{pool.n_episodes}.zarr"
+        write_prefix(merged, [(pool, pool.n_episodes), (ReplayBuffer.open(more), 10**9)])
+        pool = ReplayBuffer.open(merged)
+    cumulative = np.cumsum(pool.episode_lengths)
+    bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
+    for row in table[1:]:
+        r = row["round"]
+        n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
+        store = args.out / "bc" / "data" / f"round_{r:03d}.zarr"
+        write_prefix(store, [(start_rb, start_rb.n_episodes), (pool, n)])
+        stage = _train_stage(bc_plan, r, store)
+        summary = json.loads((stage / "summary.json").read_text())
+        bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "test_mean_score": summary["metrics"].get("test_mean_score")})
+
+    print("round  train_steps  dagger_labels  dagger_score  bc_labels  bc_score")
+    for d, b in zip(table, bc_rows):
+        print(f"{d['round']:>5}  {d['train_steps']:>11}  {d['dataset_steps']:>13}  {d['test_mean_score']:>12.3f}  {b['labels']:>9}  {b['test_mean_score']:>8.3f}")
+    result = {
+        "bench": "dagger_vs_bc_pusht_keypoints",
+        "tiny": args.tiny,
+        "rounds": args.rounds,
+        "episodes_per_round": args.episodes,
+        "start_episodes": args.start_episodes,
+        "steps_per_round": args.steps_per_round,
+        "dagger": [{k: d[k] for k in ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate")} for d in table],
+        "bc": bc_rows,
+        "final_gap": table[-1]["test_mean_score"] - bc_rows[-1]["test_mean_score"],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(result))
+
+
+def _flat(path: Path) -> list[tuple[str, object]]:
+    """A YAML config as dotted KEY=VALUE pairs (``polx dagger`` takes overrides, not --config)."""
+    import yaml
+
+    def walk(tree, prefix=""):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from walk(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", json.dumps(value) if not isinstance(value, str) else value
+
+    return list(walk(yaml.safe_load(path.read_text())))
+
+
+if __name__ == "__main__":
+    main()
