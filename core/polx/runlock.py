@@ -54,6 +54,18 @@ def _held_message(what: str, pid: int | None, where: Path) -> str:
     )
 
 
+def _lock_or_raise(fd: int, what: str, pid_file: Path) -> None:
+    """An exclusive flock on ``fd``, or ``LockHeldError`` naming the PID in ``pid_file`` (``fd`` then closed)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if not _busy(exc):
+            raise
+        pid = _read_pid(pid_file)
+        raise LockHeldError(_held_message(what, pid, pid_file), pid) from None
+
+
 def _probe(target: Path, flags: int, pid_file: Path) -> int | None:
     """The PID holding ``target``'s flock (-1 when held but not yet named), or None when free or absent."""
     try:
@@ -92,14 +104,7 @@ class RunDirLock:
     def acquire(self, run_dir: Path) -> "RunDirLock":
         run_dir = Path(run_dir)
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if not _busy(exc):
-                raise
-            pid = _read_pid(run_dir / RUN_LOCK)
-            raise LockHeldError(_held_message(f"run directory {str(run_dir)!r}", pid, run_dir / RUN_LOCK), pid) from None
+        _lock_or_raise(fd, f"run directory {str(run_dir)!r}", run_dir / RUN_LOCK)
         self.run_dir, self._fd = run_dir, fd
         return self
 
@@ -137,14 +142,7 @@ class FileLock:
         path = Path(path)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if not _busy(exc):
-                    raise
-                pid = _read_pid(path)
-                raise LockHeldError(_held_message(what, pid, path), pid) from None
+            _lock_or_raise(fd, what, path)
             try:
                 same = os.fstat(fd).st_ino == os.stat(path).st_ino
             except FileNotFoundError:
