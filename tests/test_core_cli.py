@@ -326,3 +326,13 @@ def test_pairing_is_declared_by_the_head_or_by_the_objective():
     with pytest.raises(ValueError, match="default_objective 'z', not in its objectives"):
         reg.register("head", "bad", HeadlessCfg, "math:sqrt", plugin="p", default_objective="z", objectives=["a"])
 
+
+
+def test_manifest_names_broken_plugins(fake_env):
+    from polx.train.run_dir import manifest
+
+    make_dist(fake_env, "brokenplug", "raise RuntimeError('boom at import')\n", version="0.0.9")
+    data = manifest(load_plugins(), ["polx", "train"], {})
+    assert data["broken_plugins"]["brokenplug"]["version"] == "0.0.9"
+    assert "boom at import" in data["broken_plugins"]["brokenplug"]["error"]
+    assert "fakeplug" not in data["broken_plugins"]

@@ -58,6 +58,7 @@ def manifest(plugins: Any, argv: list[str], extra: dict) -> dict:
         "host": socket.gethostname(),
         "versions": _versions(plugins),
         "git": git_revision(Path(polx.__file__).resolve().parent),
+        "broken_plugins": plugins.broken() if hasattr(plugins, "broken") else {},  # installed but not loaded
         **extra,
         "resumes": [],
     }
