@@ -193,7 +193,7 @@ def test_resume_refuses_a_checkpoint_that_does_not_fit(plugins, cache, tmp_path:
 
 def test_cli_train_and_eval(plugins, cache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The user-facing commands, with the toy plugin standing in for installed ones."""
-    monkeypatch.setattr(cli, "_plugins", lambda: plugins)
+    monkeypatch.setattr(cli, "_plugins", lambda **_: plugins)
     runner = CliRunner()
     args = ["train", "--head", "toy_mlp", "--env", "toy_reach", "--out", str(tmp_path / "runs"), "--logger", "none"]
     result = runner.invoke(cli.main, [*args, *toy_plugin.toy_overrides(cache, "train.max_steps=4", "eval.rollout_every=0", "train.num_workers=1")])

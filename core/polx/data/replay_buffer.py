@@ -249,10 +249,12 @@ class ReplayBuffer:
         start = self.n_steps
         end = start + next(iter(lengths.values()))
         for key, value in data.items():
-            arr = self._array(key)
+            # an array opened again forgets its creation config: ask again for every chunk to be
+            # written (zarr skips all-fill-value chunks by default, which read back as missing)
+            arr = self._array(key).with_config(_WRITE_EVERY_CHUNK)
             arr.resize((end, *arr.shape[1:]))
             arr[start:end] = value
-        ends = self._root["meta/episode_ends"]
+        ends = self._root["meta/episode_ends"].with_config(_WRITE_EVERY_CHUNK)
         ends.resize((self.n_episodes + 1,))
         ends[-1] = end
         self.episode_ends = np.append(self.episode_ends, np.int64(end))
