@@ -12,7 +12,7 @@ and each continues training for ``--steps-per-round`` steps from its previous ro
 checkpoint on all its data, scored on the 50 test seeds (eval.n_test). Readable lines, then one
 JSON line. The full measurement is long (see ``--help``); a tiny run checks it end to end::
 
-    python benchmarks/bench_dagger.py --tiny --out /tmp/bench_dagger
+    python benchmarks/bench_dagger.py --tiny --out runs/bench_dagger
 """
 
 from __future__ import annotations

@@ -20,10 +20,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from polx.data.normalizer import Normalizer
 from polx.errors import PolxError
-from polx.eval.rollout import load_recipe, plugin_recipe
-from polx.policy.policy import Policy, build_policy
+from polx.eval.rollout import plugin_recipe, worker_runtime
+from polx.policy.policy import Policy
 from polx.policy.runtime import ChunkRuntime
 
 
@@ -100,12 +99,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(recipe, config, adapter, weights: bytes) -> None:
-    torch.set_num_threads(1)  # n_envs processes share the cores
-    plugins = load_recipe(recipe)
-    state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
-    policy = build_policy(plugins, config, adapter.shape_meta, Normalizer.from_state_dict(state, prefix="normalizer."))
-    policy.load_state_dict(state)
-    runtime = ChunkRuntime(policy.eval(), num_steps=config.eval.num_steps)
+    runtime = worker_runtime(recipe, config, adapter, weights)
     _WORKER.update(env=adapter.make_env(), expert=adapter.make_expert(), runtime=runtime)
 
 

@@ -166,13 +166,18 @@ def load_recipe(recipe: list[tuple[str, Any]]) -> Any:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(recipe, config, adapter, weights: bytes) -> None:
+def worker_runtime(recipe, config, adapter, weights: bytes) -> ChunkRuntime:
+    """In a spawned worker: one torch thread, the plugin set rebuilt, the policy from its weights."""
     torch.set_num_threads(1)  # n_envs processes share the cores
     plugins = load_recipe(recipe)
     state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     policy = build_policy(plugins, config, adapter.shape_meta, Normalizer.from_state_dict(state, prefix="normalizer."))
     policy.load_state_dict(state)
-    _WORKER.update(env=adapter.make_env(), runtime=ChunkRuntime(policy.eval(), num_steps=config.eval.num_steps), max_steps=config.eval.max_steps)
+    return ChunkRuntime(policy.eval(), num_steps=config.eval.num_steps)
+
+
+def _init_worker(recipe, config, adapter, weights: bytes) -> None:
+    _WORKER.update(env=adapter.make_env(), runtime=worker_runtime(recipe, config, adapter, weights), max_steps=config.eval.max_steps)
 
 
 def _worker_episode(kind: str, seed: int, index: int) -> tuple[str, Episode]:
