@@ -44,7 +44,7 @@ def test_metrics_follow_diffusion_policy_definitions() -> None:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    plugins = toy_plugin.toy_plugins(with_loggers=False)
+    plugins = toy_plugin.toy_plugins()
     cache = tmp_path_factory.mktemp("cache")
     overrides = [
         f"env.cache_dir={cache}", "policy.horizon=4", "policy.n_action_steps=2",

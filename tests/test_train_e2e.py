@@ -53,8 +53,7 @@ def test_run_directory_is_complete(run: Path, plugins) -> None:
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["global_step"] == 12
     assert 0.0 <= summary["metrics"]["test_mean_score"] <= 1.0 and "val_loss" in summary["metrics"]
-    if toy_plugin.has_json_logger(plugins):
-        assert (run / "media" / "curves.png").stat().st_size > 1000
+    assert (run / "media" / "curves.png").stat().st_size > 1000
 
 
 def test_every_record_has_step_and_epoch_and_the_named_metrics(run: Path, plugins) -> None:
@@ -69,10 +68,9 @@ def test_every_record_has_step_and_epoch_and_the_named_metrics(run: Path, plugin
     assert {"test/sim_max_reward_100000", "test_success_rate", "train/sim_max_reward_0"} <= set(merged[12])
     images = [r["images"] for r in records if r["images"]]
     assert [sorted(i.values()) for i in images][0] == [str(run / f"media/rollout_6/episode_{k}.png") for k in (0, 1)]
-    if toy_plugin.has_json_logger(plugins):
-        lines = [json.loads(line) for line in (run / "logs.json.txt").read_text().splitlines()]
-        assert len(lines) == len(records)
-        assert all(isinstance(line["global_step"], int) and isinstance(line["epoch"], int) for line in lines)
+    lines = [json.loads(line) for line in (run / "logs.json.txt").read_text().splitlines()]
+    assert len(lines) == len(records)
+    assert all(isinstance(line["global_step"], int) and isinstance(line["epoch"], int) for line in lines)
 
 
 def test_checkpoint_holds_the_whole_training_state(run: Path) -> None:
@@ -144,8 +142,6 @@ def test_a_run_killed_before_its_summary_finishes_on_resume(plugins, cache, run:
 
 def test_resume_after_a_crash_logs_each_step_once(plugins, cache, tmp_path: Path) -> None:
     """Steps logged after the last checkpoint by the crashed process are superseded, not duplicated."""
-    if not toy_plugin.has_json_logger(plugins):
-        pytest.skip("the json logger plugin (polx-plugin-loggers) is not installed")
     with pytest.raises(PolxError, match="at step 9"):
         toy_plugin.train_toy(plugins, tmp_path, cache, "objective.nan_at_call=9", "eval.rollout_every=0")
     (run,) = tmp_path.glob("*/*")

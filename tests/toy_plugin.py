@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 import gymnasium as gym
@@ -256,16 +255,11 @@ def render_trajectory(env, episode, path):
 # helpers for the tests
 
 
-def toy_plugins(with_loggers: bool = True):
-    """This plugin plus, when installed, the project's loggers plugin (for ``logs.json.txt``)."""
+def toy_plugins():
+    """This plugin alone, beside core (whose built-in JSON log writes ``logs.json.txt``)."""
     from polx.plugins import load_plugins
 
-    eps = [ep for ep in metadata.entry_points(group="polx") if ep.name == "loggers"] if with_loggers else []
-    return load_plugins(entry_points=eps, extra=[("toy", sys.modules[__name__])])
-
-
-def has_json_logger(plugins) -> bool:
-    return "json" in plugins.registry.names("logger")
+    return load_plugins(entry_points=[], extra=[("toy", sys.modules[__name__])])
 
 
 def toy_overrides(cache_dir, *extra: str) -> list[str]:
@@ -300,7 +294,7 @@ def train_toy(plugins, out, cache_dir, *extra: str, resume_dir=None, loggers=Non
     from polx.train.trainer import run_training
 
     if loggers is None:
-        loggers = ["toy_record"] if has_json_logger(plugins) else ["none", "toy_record"]
+        loggers = ["toy_record"]
     overrides = list(extra) if resume_dir is not None else toy_overrides(cache_dir, *extra)
     plan = prepare_training(
         plugins,

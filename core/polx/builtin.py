@@ -18,6 +18,19 @@ class CorePlugin:
     def __init__(self, registry: Any):
         self.registry = registry
 
+    @hookimpl
+    def register_components(self, register: Any) -> None:
+        """Core's own components, registered before any plugin's (so their names are core's)."""
+        from polx.jsonlog import LOG_NAME, JsonLogConfig
+
+        register(
+            "logger",
+            "json",
+            JsonLogConfig,
+            "polx.jsonlog:open_json_log",
+            help=f"{LOG_NAME} in the run directory, one JSON object per line (always on unless --logger none)",
+        )
+
     @hookimpl(trylast=True)
     def build_head(self, name: str, config: Any, spec: Any) -> Any:
         return self.registry.get("head", name).build(config, spec)

@@ -114,14 +114,23 @@ def plugins_list(as_json: bool) -> None:
     Environment: POLX_DISABLE_PLUGINS=a,b skips plugins; POLX_STRICT_PLUGINS=1 makes a broken
     plugin an error instead of a row marked broken.
     """
+    from polx.plugins import CORE_PLUGIN_NAME, PluginInfo
+
     loaded = _plugins()
-    rows = [info.as_dict() for info in loaded.infos]
+    core = PluginInfo(  # core's built-in components (the JSON log), listed like a plugin's
+        name="core",
+        version=__version__,
+        distribution="polx",
+        status="ok",
+        components=loaded.registry.by_plugin(CORE_PLUGIN_NAME),
+        help=loaded.registry.help_by_plugin(CORE_PLUGIN_NAME),
+    )
+    rows = [core.as_dict(), *(info.as_dict() for info in loaded.infos)]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    if not rows:
-        click.echo("no plugins installed (pip install polx-plugin-...)")
-        return
+    if not loaded.infos:
+        click.echo("no plugins installed (pip install polx-plugin-...); core's own components:")
     headers = ["plugin", "version", "status", "components", "hooks"]
     table = []
     for r in rows:

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 from polx.errors import UserInputError
+from polx.jsonlog import LOG_NAME
 
-LOG_NAME = "logs.json.txt"
 DEFAULT_METRICS = ("train_loss", "lr", "test_mean_score")
 
 

@@ -181,8 +181,6 @@ def prepare_training(
         head = require(plugins, "head", head, "--head")
         env = require(plugins, "env", env, "--env")
         names = logger_names(loggers)
-        if "json" not in loggers and "json" not in plugins.registry.names("logger"):
-            names = tuple(n for n in names if n != "json")  # the default, but its plugin is absent
         config = resolve_config(
             plugins,
             head=head,

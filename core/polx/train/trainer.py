@@ -33,6 +33,7 @@ from polx.components import Run
 from polx.errors import DatasetError, PolxError, UserInputError
 from polx.eval.metrics import is_rollout_metric
 from polx.eval.rollout import run_rollouts
+from polx.jsonlog import LOG_NAME
 from polx.policy.policy import Policy, build_policy, spec_summary
 from polx.runlock import RUN_LOCK, RunDirLock
 from polx.runs import TrainingPlan
@@ -282,7 +283,7 @@ class Trainer:
         rollouts = sorted((run_dir / "media").glob("rollout_*"), key=lambda p: p.stat().st_mtime)
         if rollouts:
             lines.append(f"  trajectories  {rollouts[-1]}")
-        if (run_dir / "logs.json.txt").is_file():
+        if (run_dir / LOG_NAME).is_file():
             try:
                 from polx.plot import plot_run
 

@@ -6,8 +6,6 @@ Credentials are never options here: SwanLab and W&B read their keys from the env
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import attrs
 from attrs import define, field
 
@@ -15,17 +13,6 @@ from polx.config import one_of
 
 SWANLAB_MODES = ("online", "offline", "local", "disabled")
 WANDB_MODES = ("online", "offline", "disabled")
-
-
-def _file_name(instance: object, attribute: attrs.Attribute, value: str) -> None:
-    if not value or Path(value).name != value or value in (".", ".."):
-        raise ValueError(f"{attribute.name}: must be a plain file name inside the run directory, got {value!r}")
-
-
-@define(frozen=True, kw_only=True)
-class JsonLoggerConfig:
-    enabled: bool = True  # false turns the JSON log off (so does --logger none)
-    filename: str = field(default="logs.json.txt", validator=_file_name)
 
 
 @define(frozen=True, kw_only=True)

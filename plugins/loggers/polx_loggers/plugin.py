@@ -1,21 +1,14 @@
-"""Entry point module: declares the json, swanlab and wandb loggers.
+"""Entry point module: declares the swanlab and wandb loggers (the JSON log is core's own).
 
 Cheap: the tracker libraries are imported by the factories, only when a run opens that logger.
 """
 
 from polx import hookimpl
-from polx_loggers.config import JsonLoggerConfig, SwanLabConfig, WandbConfig
+from polx_loggers.config import SwanLabConfig, WandbConfig
 
 
 @hookimpl
 def register_components(register):
-    register(
-        "logger",
-        "json",
-        JsonLoggerConfig,
-        "polx_loggers.json_logger:open_json_logger",
-        help="logs.json.txt in the run directory, one JSON object per line (always on unless --logger none)",
-    )
     register(
         "logger",
         "swanlab",

@@ -11,7 +11,8 @@ import attrs
 from polx import hookimpl
 from polx.logdispatch import close_loggers, log, open_loggers
 from polx.plugins import load_plugins
-from polx_loggers.config import JsonLoggerConfig, SwanLabConfig, WandbConfig
+from polx.jsonlog import JsonLogConfig
+from polx_loggers.config import SwanLabConfig, WandbConfig
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -51,7 +52,7 @@ def test_failing_logger_and_hook_do_not_stop_json_swanlab_wandb(run, make_png):
     config = types.SimpleNamespace(
         components=types.SimpleNamespace(loggers=names),
         loggers={
-            "json": JsonLoggerConfig(),
+            "json": JsonLogConfig(),
             "swanlab": SwanLabConfig(mode="offline"),
             "wandb": WandbConfig(mode="offline"),
             "exploding": _Cfg(),

@@ -10,7 +10,7 @@ import pytest
 
 from polx.config import converter, defaults_of, structure_section
 from polx.errors import UserInputError
-from polx_loggers.config import SWANLAB_MODES, WANDB_MODES, JsonLoggerConfig, SwanLabConfig, WandbConfig
+from polx_loggers.config import SWANLAB_MODES, WANDB_MODES, SwanLabConfig, WandbConfig
 from polx_loggers.modes import resolve_mode
 
 OFFLINE_NOTICE = "no {P}_API_KEY in the environment, logging offline"
@@ -47,7 +47,7 @@ def test_local_mode_is_swanlab_only():
         resolve_mode("wandb", "local", WANDB_MODES, {})
 
 
-@pytest.mark.parametrize("cls", [JsonLoggerConfig, SwanLabConfig, WandbConfig])
+@pytest.mark.parametrize("cls", [SwanLabConfig, WandbConfig])
 def test_every_option_has_a_default_and_round_trips(cls):
     defaults = defaults_of(cls)
     assert set(defaults) == {a.name for a in attrs.fields(cls)}

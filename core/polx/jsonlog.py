@@ -1,4 +1,10 @@
-"""The JSON log: ``logs.json.txt``, one JSON object of numbers per line.
+"""The JSON log: ``logs.json.txt`` in every run directory, one JSON object of numbers per line.
+
+It is the run's own record, so it lives in core, not in a plugin: ``polx plot``, the
+end-of-run curves, sweeps, ``polx dagger`` and resumes all read it by the one name
+``LOG_NAME``, which is therefore not configurable. Core registers it as the ``json`` logger
+(``polx.builtin.CorePlugin.register_components``), through the same door as a plugin's loggers;
+``--logger none`` (or ``loggers.json.enabled=false``) turns it off.
 
 The format of diffusion_policy's JsonLogger, so existing tooling reads it: each line is one
 record (the trainer includes ``global_step`` and ``epoch``), flushed as soon as it is written,
@@ -13,7 +19,13 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
+from attrs import define
+
 from polx.components import Run
+from polx.config import doc
+
+#: the JSON log's file name inside a run directory (read by ``polx plot``, sweeps and resumes)
+LOG_NAME = "logs.json.txt"
 
 # counters written as integers, as diffusion_policy's logs have them
 _INTEGER_KEYS = ("global_step", "epoch")
@@ -86,5 +98,12 @@ class JsonLogger:
         self._file.close()
 
 
-def open_json_logger(config: Any, run: Run) -> JsonLogger:
-    return JsonLogger(Path(run.dir) / config.filename, resume_step=run.resume_step)
+@define(frozen=True, kw_only=True)
+class JsonLogConfig:
+    """``loggers.json.*``: only whether the log is written; its name is always ``LOG_NAME``."""
+
+    enabled: bool = doc(f"write {LOG_NAME} in the run directory (false, like --logger none, turns it off)", default=True)
+
+
+def open_json_log(config: Any, run: Run) -> JsonLogger:
+    return JsonLogger(Path(run.dir) / LOG_NAME, resume_step=run.resume_step)

@@ -1,4 +1,4 @@
-"""The JSON log: one object of numbers per line, flushed per line, resumable after a crash."""
+"""The JSON log (core's own logger): one object of numbers per line, flushed per line, resumable after a crash."""
 
 from __future__ import annotations
 
@@ -9,21 +9,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polx.config import converter
+from polx.components import Run
+from polx.config import resolve_config
+from polx.errors import ConfigError
+from polx.jsonlog import LOG_NAME, JsonLogConfig, JsonLogger, drop_partial_last_line, open_json_log
 from polx.logdispatch import close_loggers, open_loggers
-from polx.plugins import load_plugins
-from polx_loggers.config import JsonLoggerConfig
-from polx_loggers.json_logger import JsonLogger, drop_partial_last_line, open_json_logger
+from polx.plugins import CORE_PLUGIN_NAME, load_plugins
+
+
+@pytest.fixture
+def run(tmp_path) -> Run:
+    return Run(dir=tmp_path / "runs" / "12-00-00_head_env", name="12-00-00_head_env", config={})
 
 
 def read_lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_records_read_back_with_counters_as_integers(run, make_png):
-    logger = open_json_logger(JsonLoggerConfig(), run)
+def test_records_read_back_with_counters_as_integers(run, tmp_path):
+    logger = open_json_log(JsonLogConfig(), run)
     logger.log(50, {"train_loss": 0.25, "lr": 1e-4, "global_step": 50.0, "epoch": 1.0}, {})
-    logger.log(60, {"train_loss": 0.125}, {"traj": str(make_png())})  # no global_step: taken from step
+    logger.log(60, {"train_loss": 0.125}, {"traj": str(tmp_path / "traj.png")})  # no global_step: taken from step
     path = run.dir / "logs.json.txt"
     # flushed per line: readable while the logger is still open
     assert read_lines(path) == [
@@ -42,22 +48,25 @@ def test_non_number_is_refused_by_name(tmp_path):
     logger.close()
 
 
-def test_filename_option_and_its_validation(run):
-    cfg = converter.structure({"filename": "audit.json.txt"}, JsonLoggerConfig)
-    open_json_logger(cfg, run).close()
-    assert (run.dir / "audit.json.txt").is_file()
-    with pytest.raises(ValueError, match="filename: must be a plain file name"):
-        JsonLoggerConfig(filename="../elsewhere.txt")
+def test_the_log_has_one_name_and_core_owns_it():
+    """plot, sweeps and resumes read LOG_NAME, so no option may rename the file."""
+    assert LOG_NAME == "logs.json.txt"
+    assert [f.name for f in JsonLogConfig.__attrs_attrs__] == ["enabled"]
+    with pytest.raises(ConfigError, match=r"loggers\.json\.filename: unknown key"):
+        resolve_config(load_plugins(), head="imf_attnres", env="pusht", loggers=("json",), overrides=["loggers.json.filename=a.txt"])
+    plugins = load_plugins(entry_points=[])  # no plugin at all: the JSON log is still there
+    assert plugins.registry.names("logger") == ["json"]
+    assert plugins.registry.owner("logger", "json") == CORE_PLUGIN_NAME
 
 
 def test_enabled_false_is_not_opened(run):
     plugins = load_plugins()
     config = types.SimpleNamespace(
-        components=types.SimpleNamespace(loggers=("json",)), loggers={"json": JsonLoggerConfig(enabled=False)}
+        components=types.SimpleNamespace(loggers=("json",)), loggers={"json": JsonLogConfig(enabled=False)}
     )
     open_loggers(plugins, run, config)
     assert run.loggers == {} and not (run.dir / "logs.json.txt").exists()
-    config.loggers["json"] = JsonLoggerConfig()
+    config.loggers["json"] = JsonLogConfig()
     open_loggers(plugins, run, config)
     assert list(run.loggers) == ["json"]
     close_loggers(run)
