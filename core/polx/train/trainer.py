@@ -137,9 +137,7 @@ class Trainer:
         self.lock = lock or RunDirLock()
         self.plugins = plan.plugins
         self.cfg = cfg = plan.config
-        t = cfg.train
-        if t.min_lr > t.lr:
-            raise UserInputError(f"train.min_lr ({t.min_lr}) must not exceed train.lr ({t.lr})")
+        t = cfg.train  # cross-field checks (min_lr <= lr, ...) ran when TrainConfig was built
         if t.threads is not None:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed + info.rank)
