@@ -90,7 +90,7 @@ def test_two_rounds_grow_the_data_by_the_rollouts_with_the_expert_labels(demos, 
         env = PushTEnv(obs_type="keypoints")
         env.reset(seed=seed)
         assert np.allclose(data["state"][lo], env.sim.state())  # each rollout starts from its seed
-        assert np.array_equal(data["action"][lo], PushTExpert().act(env))  # and is labelled by the expert
+        assert np.array_equal(data["action"][lo], np.float32(PushTExpert().act(env)))  # labelled by the expert (stored float32)
         if k < EPISODES:  # round 1, beta 1: the expert drove, so its labels replay to the recorded states
             for t in range(lo, hi - 1):
                 env.step(data["action"][t])

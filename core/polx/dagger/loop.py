@@ -218,7 +218,8 @@ def run_dagger(plan: DaggerPlan) -> Path:
             if round_ < len(table):
                 continue  # finished and logged before
             row, images = _run_round(plan, round_)
-            logdispatch.log(plan.plugins, run, round_, row, images)
+            logged = {key: value for key, value in row.items() if value is not None}  # Phase I has no beta, no rollouts
+            logdispatch.log(plan.plugins, run, round_, logged, images)
             table.append(row)
             _write_atomic(run_dir / "rounds.json", json.dumps(table, indent=2) + "\n")
     finally:
