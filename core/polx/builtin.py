@@ -1,4 +1,5 @@
-"""Core's own hook implementations: the registry-backed fallbacks every plugin can rely on.
+"""Core's own hook implementations: the registry-backed fallbacks every plugin can rely on,
+and core's built-in dataset formats.
 
 They run last (``trylast``), so a plugin that implements a hook itself wins; a plugin that only
 registers components gets head construction, loss and sampling dispatch from here, and its
@@ -17,6 +18,15 @@ from polx.logdispatch import REQUIRED_LOGGERS, required_log_failed
 class CorePlugin:
     def __init__(self, registry: Any):
         self.registry = registry
+
+    @hookimpl
+    def register_components(self, register: Any) -> None:
+        """Core's dataset formats, through the same door a plugin's format uses."""
+        from polx.data import hdf5_format, lerobot_format, zarr_format
+
+        register("dataset", "zarr", zarr_format.ZarrFormatConfig, "polx.data.zarr_format:ZarrFormat", help=zarr_format.HELP)
+        register("dataset", "hdf5", hdf5_format.Hdf5FormatConfig, "polx.data.hdf5_format:Hdf5Format", help=hdf5_format.HELP)
+        register("dataset", "lerobot", lerobot_format.LeRobotFormatConfig, "polx.data.lerobot_format:LeRobotFormat", help=lerobot_format.HELP)
 
     @hookimpl(trylast=True)
     def build_head(self, name: str, config: Any, spec: Any) -> Any:
