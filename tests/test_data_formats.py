@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from polx.data.convert import convert_dataset
 from polx.data.formats import LazyArray, get_episode, info_dict, load_arrays, open_dataset
-from polx.errors import DatasetError
+from polx.errors import DatasetError, UserInputError
 from polx.plugins import load_plugins
 
 REGISTRY = load_plugins(entry_points=[]).registry
@@ -363,9 +363,9 @@ def test_convert_round_trips_every_array_exactly(tmp_path_factory, spec):
 def test_convert_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):
     src = write_zarr(tmp_path / "src.zarr", episodes_of([3]), 2)
     (tmp_path / "taken").mkdir()
-    with pytest.raises(DatasetError, match="already exists"):
+    with pytest.raises(UserInputError, match="already exists"):
         convert_dataset(src, tmp_path / "taken", "hdf5", registry=REGISTRY, progress=False)
-    bad = write_zarr(tmp_path / "bad.zarr", [{"action": np.zeros((2, 1), np.float32), "timestamp": np.zeros(2)}], 2)
+    bad = write_zarr(tmp_path / "bad.zarr", [{"action": np.ones((2, 1), np.float32), "timestamp": np.ones(2)}], 2)
     with pytest.raises(DatasetError, match="bookkeeping"):
         convert_dataset(bad, tmp_path / "lr", "lerobot", registry=REGISTRY, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zarr", "src.zarr", "taken"]

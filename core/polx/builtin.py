@@ -21,12 +21,16 @@ class CorePlugin:
 
     @hookimpl
     def register_components(self, register: Any) -> None:
-        """Core's dataset formats, through the same door a plugin's format uses."""
-        from polx.data import hdf5_format, lerobot_format, zarr_format
+        """Core's dataset formats and its env-less ``offline`` env, through the same door plugins use."""
+        from polx.data import hdf5_format, lerobot_format, offline_env, zarr_format
 
         register("dataset", "zarr", zarr_format.ZarrFormatConfig, "polx.data.zarr_format:ZarrFormat", help=zarr_format.HELP)
         register("dataset", "hdf5", hdf5_format.Hdf5FormatConfig, "polx.data.hdf5_format:Hdf5Format", help=hdf5_format.HELP)
         register("dataset", "lerobot", lerobot_format.LeRobotFormatConfig, "polx.data.lerobot_format:LeRobotFormat", help=lerobot_format.HELP)
+        register(
+            "env", "offline", offline_env.OfflineEnvConfig, "polx.data.offline_env:OfflineAdapter", preset=offline_env.OFFLINE_PRESET,
+            help="no simulator: shapes from --dataset (chosen when polx train gets --dataset without --env); losses only, no rollouts",
+        )
 
     @hookimpl(trylast=True)
     def build_head(self, name: str, config: Any, spec: Any) -> Any:
