@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polx.data.convert import convert_dataset
-from polx.data.formats import LazyArray, get_episode, info_dict, load_arrays, open_dataset
+from polx.data.formats import CachedFrames, LazyArray, get_episode, info_dict, load_arrays, open_dataset
 from polx.errors import DatasetError, UserInputError
 from polx.plugins import load_plugins
 
@@ -306,6 +306,22 @@ def test_lazy_array_indexing_matches_numpy(data):
     i = data.draw(st.integers(-12, 11))
     assert np.array_equal(lazy[i], full[i]) and np.array_equal(lazy[i, 1:3], full[i, 1:3])
     assert np.array_equal(np.asarray(lazy), full)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_cached_frames_gather_like_numpy_and_stay_within_their_bound(data):
+    eps = episodes_of([7, 9, 5])
+    full = np.concatenate([ep["top"] for ep in eps])
+    block, max_bytes = data.draw(st.integers(1, 8)), data.draw(st.integers(0, 3 * full[0].nbytes * 8))
+    frames = CachedFrames(_MemoryReader(eps), "top", max_bytes, block=block)
+    assert frames.shape == full.shape and frames.dtype == np.uint8 and len(frames) == len(full)
+    for _ in range(3):
+        idx = np.asarray(data.draw(st.lists(st.integers(0, len(full) - 1), min_size=1, max_size=8)))
+        idx = idx.reshape(-1, 1) if data.draw(st.booleans()) else idx  # (B, To) as PolicyDataset gathers
+        assert np.array_equal(frames[idx], full[idx])
+        assert frames.bytes <= max_bytes
+    assert np.array_equal(frames[2:11], full[2:11]) and np.array_equal(np.asarray(frames), full)
 
 
 class _MemoryReader:

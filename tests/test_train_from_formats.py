@@ -79,7 +79,8 @@ def test_a_wrong_dataset_format_exits_2_naming_the_choices(act_dir: Path, tmp_pa
 
 
 def test_training_without_an_env_takes_its_shapes_from_a_lerobot_dataset(tmp_path: Path):
-    """LeRobot v3.0 files (written by pyarrow through polx's writer); no --env: shapes from the data."""
+    """LeRobot v3.0 files (written by pyarrow through polx's writer); no --env: shapes from the data,
+    frames read lazily through a 1 MB cache and resized from 20x24 to 16x16."""
     import numpy as np
 
     from polx.data.lerobot_format import write_lerobot
@@ -93,7 +94,7 @@ def test_training_without_an_env_takes_its_shapes_from_a_lerobot_dataset(tmp_pat
     ]
     write_lerobot(tmp_path / "lr", episodes)
     run = tmp_path / "run"
-    args = ["train", "--head", "imf_attnres", "--dataset", str(tmp_path / "lr"), "--run-dir", str(run), "env.image_size=16", *TINY]
+    args = ["train", "--head", "imf_attnres", "--dataset", str(tmp_path / "lr"), "--run-dir", str(run), "env.image_size=16", "env.frame_cache_mb=1", *TINY]
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (run / "logs.json.txt").read_text().splitlines()]

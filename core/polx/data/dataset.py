@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
-from polx.data.formats import load_arrays, open_dataset
+from polx.data.formats import CachedFrames, load_arrays, open_dataset
 from polx.data.normalizer import Normalizer
 from polx.data.sampler import SequenceSampler
 from polx.errors import DatasetError
@@ -47,6 +47,13 @@ class _LoadOnAccess(Mapping[str, np.ndarray]):
 
     def __len__(self) -> int:
         return len(self._reader.keys())
+
+    def frames(self, key: str, max_bytes: int, transform: Any = None, step_shape: tuple | None = None) -> CachedFrames:
+        """``key`` read lazily through a bounded block cache (``CachedFrames``), never whole: for
+        adapters whose camera arrays pass through unchanged (or per-block ``transform``-ed)."""
+        if key not in self._reader.keys():
+            raise _MissingArray(key)
+        return CachedFrames(self._reader, key, max_bytes, transform=transform, step_shape=step_shape)
 
 
 def load_policy_arrays(

@@ -14,8 +14,9 @@ four members, so a new format only has to read.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -145,25 +146,54 @@ class LazyArray:
         return out[rest] if rest else out
 
 
-class ReaderArrays(Mapping[str, LazyArray]):
-    """A reader's arrays by key, lazily: what env adapters' ``dataset_obs`` receive."""
+class CachedFrames:
+    """A reader's camera key as a uint8 (N, H, W, C) array-like that never holds the whole array.
 
-    def __init__(self, reader: Any):
-        self.reader = reader
+    Indexing (ints, slices, integer arrays of any shape, as ``PolicyDataset`` gathers) reads
+    blocks of ``block`` steps, optionally through ``transform`` (a resize, say, returning frames
+    of ``step_shape``), and keeps them in a least-recently-used cache bounded by ``max_bytes``:
+    how a dataset larger than memory trains.
+    """
 
-    def __getitem__(self, key: str) -> LazyArray:
-        if key not in self.reader.keys():
-            raise KeyError(key)
-        return LazyArray(self.reader, key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.reader.keys()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.reader.keys())
+    def __init__(self, reader: Any, key: str, max_bytes: int, *, block: int = 64, transform: Any = None, step_shape: tuple | None = None):
+        require_key(reader, key)
+        shape, dtype = reader.array_info(key)
+        self.reader, self.key, self.block, self.transform = reader, key, block, transform
+        self.shape = (shape[0], *(step_shape or shape[1:]))
+        self.dtype, self.ndim = np.dtype(dtype), len(self.shape)
+        self.max_bytes, self.bytes, self._blocks = max_bytes, 0, OrderedDict()
 
     def __len__(self) -> int:
-        return len(self.reader.keys())
+        return self.shape[0]
+
+    def _get_block(self, b: int) -> np.ndarray:
+        if b in self._blocks:
+            self._blocks.move_to_end(b)
+            return self._blocks[b]
+        data = self.reader.read(self.key, b * self.block, min((b + 1) * self.block, self.shape[0]))
+        data = data if self.transform is None else self.transform(data)
+        if data.nbytes <= self.max_bytes:
+            self._blocks[b] = data
+            self.bytes += data.nbytes
+            while self.bytes > self.max_bytes:
+                self.bytes -= self._blocks.popitem(last=False)[1].nbytes
+        return data
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(self.shape[0]))
+        idx = np.asarray(index, dtype=np.int64) % max(self.shape[0], 1)
+        flat = idx.ravel()
+        out = np.empty((len(flat), *self.shape[1:]), dtype=self.dtype)
+        blocks = flat // self.block
+        for b in np.unique(blocks):
+            where = blocks == b
+            out[where] = self._get_block(int(b))[flat[where] - int(b) * self.block]
+        return out.reshape(*idx.shape, *self.shape[1:])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[np.arange(self.shape[0])]
+        return out if dtype is None else out.astype(dtype, copy=False)
 
 
 def info_dict(reader: Any) -> dict:

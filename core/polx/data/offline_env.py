@@ -1,7 +1,8 @@
 """Training without an env: the ``offline`` env component, whose shapes come from the dataset.
 
 ``polx train --head H --dataset PATH`` with no ``--env`` chooses it (``polx.runs``): every camera
-key (uint8 (N, H, W, C)) becomes an ``rgb`` observation resized to ``env.image_size`` at load,
+key (uint8 (N, H, W, C)) becomes an ``rgb`` observation resized to ``env.image_size`` at load
+(read lazily, block by block, through a cache of ``env.frame_cache_mb``),
 and every other key but ``action`` is flattened per step and concatenated, in key order, into
 one ``low_dim`` observation. Its preset turns rollouts off (``eval.rollout_every=0``,
 ``eval.at_end=false``): there is no simulator, so a run reports training and validation losses
@@ -29,6 +30,7 @@ class OfflineEnvConfig:
     dataset: str = doc("dataset the shapes come from; polx train sets it from --dataset", default="")
     format: str | None = doc("its format; null: detected (polx train sets it from --dataset-format)", default=None)
     image_size: int | None = doc("square side camera frames are resized to at load; null: as stored", default=96, validator=in_range(8, 1024))
+    frame_cache_mb: int = doc("camera frames kept in memory; frames are read lazily, so a dataset larger than RAM trains", default=2048, validator=in_range(0, 1 << 20))
 
 
 OFFLINE_PRESET = {"eval": {"rollout_every": 0, "at_end": False}}
@@ -78,9 +80,16 @@ class OfflineAdapter:
 
     def dataset_obs(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
+        size = self.config.image_size
         for cam in self.cameras:
-            frames = np.asarray(data[cam])
-            out[cam] = frames if self.config.image_size is None else _resize(frames, self.config.image_size)
+            if hasattr(data, "frames"):  # training: read lazily through a bounded cache, resized per block
+                c = self.shape_meta["obs"][cam]["shape"][0]
+                resize = None if size is None else (lambda block, s=size: _resize(block, s))
+                step = None if size is None else (size, size, c)
+                out[cam] = data.frames(cam, self.config.frame_cache_mb << 20, transform=resize, step_shape=step)
+            else:
+                frames = np.asarray(data[cam])
+                out[cam] = frames if size is None else _resize(frames, size)
         if self.low_dim:
             parts = [np.asarray(data[k], dtype=np.float32).reshape(len(data[k]), -1) for k in self.low_dim]
             out[LOW_DIM_KEY] = np.concatenate(parts, axis=1)
