@@ -196,13 +196,19 @@ class CachedFrames:
         return out if dtype is None else out.astype(dtype, copy=False)
 
 
+def source(reader: Any, key: str) -> str:
+    """Where ``key`` lives in the files (``data/<key>``, an HDF5 path, a LeRobot feature); optional ``reader.source``."""
+    where = getattr(reader, "source", None)
+    return where(key) if callable(where) else key
+
+
 def info_dict(reader: Any) -> dict:
     """What ``polx data info --json`` prints: format, sizes, cameras with image sizes, every array."""
     lengths = np.diff(reader.episode_ends, prepend=0)
     arrays, cameras = {}, {}
     for key in reader.keys():
         shape, dtype = reader.array_info(key)
-        arrays[key] = {"shape": list(shape), "dtype": str(np.dtype(dtype))}
+        arrays[key] = {"shape": list(shape), "dtype": str(np.dtype(dtype)), "stored_as": source(reader, key)}
         if is_image(shape, dtype):
             cameras[key] = {"height": int(shape[1]), "width": int(shape[2]), "channels": int(shape[3])}
     return {
@@ -229,7 +235,7 @@ def describe_reader(reader: Any) -> str:
         "cameras: " + (", ".join(f"{k} {c['height']}x{c['width']}x{c['channels']}" for k, c in info["cameras"].items()) or "none"),
         "arrays:",
     ]
-    rows = [(key, f"shape {tuple(a['shape'])}", a["dtype"]) for key, a in info["arrays"].items()]
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
-    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[2] for row in rows]
+    rows = [(key, f"shape {tuple(a['shape'])}", a["dtype"], f"from {a['stored_as']}") for key, a in info["arrays"].items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3] for row in rows]
     return "\n".join(lines)

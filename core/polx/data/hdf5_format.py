@@ -156,6 +156,9 @@ class Hdf5Reader:
                 raise DatasetError(f"{self.files[e]}: {self._paths[key]} could not be read ({exc}); is the file damaged?") from None
         return out
 
+    def source(self, key: str) -> str:
+        return self._paths[key]
+
     def close(self) -> None:
         for f in self._handles:
             f.close()

@@ -254,6 +254,10 @@ class LeRobotReader:
         step, dtype = self._layout[key]
         return (int(self.episode_ends[-1]), *step), dtype
 
+    def source(self, key: str) -> str:
+        name, spec = self._features[key]
+        return f"{name} ({spec.get('dtype')})"
+
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         name, spec = self._features[key]
         step, dtype = self._layout[key]

@@ -41,6 +41,9 @@ class ZarrReader:
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         return self.rb.read(key, start, stop)
 
+    def source(self, key: str) -> str:
+        return f"data/{key}"
+
 
 class ZarrFormat:
     name = "zarr"
