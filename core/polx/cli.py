@@ -173,7 +173,7 @@ def plugin_new(kind: str, name: str, out: Path) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": False})
 @click.option("--head", shell_complete=_complete("head"), help="Network head, e.g. imf_attnres or ddpm_transformer.")
-@click.option("--env", shell_complete=_complete("env"), help="Environment, e.g. pusht or roboimi.")
+@click.option("--env", shell_complete=_complete("env"), help="Environment, e.g. pusht or roboimi; omit it with --dataset to train without one (no rollouts).")
 @click.option("--objective", shell_complete=_complete("objective"), help="Training objective (default: the head's own).")
 @click.option("--dataset", type=click.Path(path_type=Path), help="Dataset: zarr, hdf5 episode directory or LeRobot directory (default: the env's cached expert demos).")
 @click.option("--dataset-format", "dataset_format", help="Format of --dataset (default: detected from the path); sets data.format.")
@@ -207,6 +207,8 @@ def train(
       polx train --head imf_attnres --env pusht train.device=cuda                     # full strength
       polx train --head imf_attnres --env pusht train.max_steps=50000 head.n_emb=384
       polx train --head ddpm_transformer --env pusht --dataset data/pusht_cchi_v7_replay.zarr
+      polx train --head imf_attnres --env roboimi --dataset roboimi_act/    # ACT episode_N.hdf5 files
+      polx train --head imf_attnres --dataset my_lerobot_dataset/          # no env: shapes from the data, losses only
       polx train --resume runs/2026-01-01/12-00-00_imf_attnres_pusht train.max_steps=20000
     Common keys: train.max_steps train.batch_size train.lr train.device (auto|cpu|cuda)
     eval.rollout_every eval.n_test policy.horizon head.n_emb (see --print-config for all).
