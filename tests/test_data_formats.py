@@ -404,3 +404,18 @@ def test_cli_info_json_and_convert_in_a_real_process(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
     junk = _polx("data", "info", "nothing_here", cwd=tmp_path)
     assert junk.returncode == 2 and "does not exist" in junk.stderr
+    wrong = _polx("data", "convert", "act", "act.csv", "--to", "csv", cwd=tmp_path)
+    assert wrong.returncode == 2 and "--to 'csv' is not a format polx can write; choose one of: hdf5, lerobot, zarr" in wrong.stderr
+    assert not (tmp_path / "act.csv").exists()
+
+
+def test_generate_in_an_unknown_format_is_refused_before_any_episode(tmp_path):
+    from click.testing import CliRunner
+
+    from polx import cli
+
+    result = CliRunner().invoke(cli.main, ["data", "generate", "--env", "pusht", "--episodes", "1", "--out", str(tmp_path / "x"), "--format", "csv"])
+    if "unknown env 'pusht'" in result.output:
+        pytest.skip("needs the envs plugin")
+    assert result.exit_code == 2 and "--format 'csv' is not a format polx can write" in result.output
+    assert list(tmp_path.iterdir()) == []
