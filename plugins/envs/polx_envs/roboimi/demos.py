@@ -89,11 +89,12 @@ def generate_demos(
 
 
 def default_dataset_path(config: RoboIMIConfig) -> Path:
-    """Where the cached expert dataset for ``config`` lives; the name hashes every field but the drawing size."""
+    """Where the cached expert dataset for ``config`` lives; the name hashes every field but the
+    drawing size and the training-time frame cache."""
     from polx.data.cache import cache_name, cache_root, data_fields
 
     readable = f"transfer_{config.image_size}px_{config.default_episodes}ep_seed{config.default_seed}"
-    return cache_root() / "roboimi" / cache_name(readable, data_fields(config, exclude=("trajectory_image_size",)), DATASET_VERSION)
+    return cache_root() / "roboimi" / cache_name(readable, data_fields(config, exclude=("trajectory_image_size", "frame_cache_mb")), DATASET_VERSION)
 
 
 def default_dataset(config: RoboIMIConfig, progress: bool = True) -> Path:
