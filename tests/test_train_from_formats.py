@@ -52,7 +52,8 @@ def test_generate_writes_the_act_layout_with_three_cameras(act_dir: Path):
 
 def test_roboimi_trains_from_the_hdf5_directory(act_dir: Path, tmp_path: Path):
     run = tmp_path / "run"
-    args = ["train", "--head", "imf_attnres", "--env", "roboimi", "--dataset", str(act_dir), "--run-dir", str(run), *SMALL_ENV, *TINY]
+    args = ["train", "--head", "imf_attnres", "--env", "roboimi", "--dataset", str(act_dir), "--run-dir", str(run), *SMALL_ENV, *TINY,
+            "eval.at_end=false"]  # rollouts are tests/test_e2e_matrix.py's; this is about the data
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (run / "logs.json.txt").read_text().splitlines()]
