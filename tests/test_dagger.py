@@ -196,3 +196,29 @@ def test_an_env_without_an_expert_is_refused(tmp_path, monkeypatch):
     plugins = load_plugins(entry_points=[], extra=[("toy", toy_plugin)])
     argv = ["dagger", "--head", "toy_mlp", "--env", "toy_reach", "--rounds", "1", "--episodes", "1", "--run-dir", str(tmp_path / "run")]
     _refused(argv, tmp_path, ["toy_reach", "offers no expert", "make_expert"], plugins=plugins, monkeypatch=monkeypatch)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_dagger_starts_from_an_hdf5_episode_directory(demos, tmp_path):
+    """The starting data in another format (ACT HDF5 episodes, converted from the zarr demos):
+    round 1's store holds them unchanged, then the rollouts; later rounds read zarr."""
+    import json
+
+    from polx.data.convert import convert_dataset
+    from polx.data.formats import load_arrays, open_dataset
+
+    act = tmp_path / "act"
+    convert_dataset(demos, act, "hdf5", registry=_installed().registry, progress=False)
+    run_dir = tmp_path / "run"
+    argv = ["dagger", "--head", "imf_attnres", "--env", "pusht", "--dataset", str(act), "--rounds", "1",
+            "--episodes", "1", "--run-dir", str(run_dir), *TINY]  # fmt: skip
+    result = CliRunner().invoke(cli.main, argv)
+    assert result.exit_code == 0, result.output
+    start, final = open_dataset(act, "hdf5"), ReplayBuffer.open(run_dir / "data" / "round_001.zarr")
+    n0 = int(start.episode_ends[-1])
+    assert final.n_episodes == len(start.episode_ends) + 1
+    for key, value in load_arrays(start, ["state", "action"]).items():
+        assert np.array_equal(final.load([key])[key][:n0], value)
+    table = json.loads((run_dir / "summary.json").read_text())["table"]
+    assert [row["dataset_steps"] for row in table] == [n0, final.n_steps]

@@ -214,7 +214,7 @@ def test_load_policy_arrays_errors_name_the_path(tmp_path):
             assert "top_cam" not in data and "img" in data
             return {**super().dataset_obs(data), "top": data["top_cam"]}
 
-    with pytest.raises(DatasetError, match="needs data/top_cam, which is missing; it has: action, img, state"):
+    with pytest.raises(DatasetError, match="needs the array 'top_cam', which is missing; it has: action, img, state"):
         load_policy_arrays(tmp_path / "raw.zarr", WantsCamera())
 
 

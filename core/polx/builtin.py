@@ -1,4 +1,5 @@
-"""Core's own hook implementations: the registry-backed fallbacks every plugin can rely on.
+"""Core's own hook implementations: the registry-backed fallbacks every plugin can rely on,
+and core's built-in components (the JSON log, the dataset formats, the ``offline`` env).
 
 They run last (``trylast``), so a plugin that implements a hook itself wins; a plugin that only
 registers components gets head construction, loss and sampling dispatch from here, and its
@@ -20,15 +21,21 @@ class CorePlugin:
 
     @hookimpl
     def register_components(self, register: Any) -> None:
-        """Core's own components, registered before any plugin's (so their names are core's)."""
+        """Core's own components, registered before any plugin's (so their names are core's): the
+        JSON log, the dataset formats and the env-less ``offline`` env, through the door plugins use."""
+        from polx.data import hdf5_format, lerobot_format, offline_env, zarr_format
         from polx.jsonlog import LOG_NAME, JsonLogConfig
 
         register(
-            "logger",
-            "json",
-            JsonLogConfig,
-            "polx.jsonlog:open_json_log",
+            "logger", "json", JsonLogConfig, "polx.jsonlog:open_json_log",
             help=f"{LOG_NAME} in the run directory, one JSON object per line (always on unless --logger none)",
+        )
+        register("dataset", "zarr", zarr_format.ZarrFormatConfig, "polx.data.zarr_format:ZarrFormat", help=zarr_format.HELP)
+        register("dataset", "hdf5", hdf5_format.Hdf5FormatConfig, "polx.data.hdf5_format:Hdf5Format", help=hdf5_format.HELP)
+        register("dataset", "lerobot", lerobot_format.LeRobotFormatConfig, "polx.data.lerobot_format:LeRobotFormat", help=lerobot_format.HELP)
+        register(
+            "env", "offline", offline_env.OfflineEnvConfig, "polx.data.offline_env:OfflineAdapter", preset=offline_env.OFFLINE_PRESET,
+            help="no simulator: shapes from --dataset (chosen when polx train gets --dataset without --env); losses only, no rollouts",
         )
 
     @hookimpl(trylast=True)

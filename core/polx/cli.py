@@ -182,9 +182,10 @@ def plugin_new(kind: str, name: str, out: Path) -> None:
 
 @main.command(context_settings={"ignore_unknown_options": False})
 @click.option("--head", shell_complete=_complete("head"), help="Network head, e.g. imf_attnres or ddpm_transformer.")
-@click.option("--env", shell_complete=_complete("env"), help="Environment, e.g. pusht or roboimi.")
+@click.option("--env", shell_complete=_complete("env"), help="Environment, e.g. pusht or roboimi; omit it with --dataset to train without one (no rollouts).")
 @click.option("--objective", shell_complete=_complete("objective"), help="Training objective (default: the head's own).")
-@click.option("--dataset", type=click.Path(path_type=Path), help="Zarr replay buffer (default: the env's cached expert demos).")
+@click.option("--dataset", type=click.Path(path_type=Path), help="Dataset: zarr, hdf5 episode directory or LeRobot directory (default: the env's cached expert demos).")
+@click.option("--dataset-format", "dataset_format", help="Format of --dataset (default: detected from the path); sets data.format.")
 @click.option("--config", "config_files", multiple=True, type=click.Path(path_type=Path), help="YAML or TOML config file (repeatable).")
 @click.option("--logger", "loggers", multiple=True, shell_complete=_complete("logger"), help="Extra logger (repeatable): swanlab, wandb; 'none' turns all off, json included.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Root of run directories.")
@@ -197,6 +198,7 @@ def train(
     env: str | None,
     objective: str | None,
     dataset: Path | None,
+    dataset_format: str | None,
     config_files: tuple[Path, ...],
     loggers: tuple[str, ...],
     out: Path,
@@ -214,6 +216,8 @@ def train(
       polx train --head imf_attnres --env pusht train.device=cuda                     # full strength
       polx train --head imf_attnres --env pusht train.max_steps=50000 head.n_emb=384
       polx train --head ddpm_transformer --env pusht --dataset data/pusht_cchi_v7_replay.zarr
+      polx train --head imf_attnres --env roboimi --dataset roboimi_act/    # ACT episode_N.hdf5 files
+      polx train --head imf_attnres --dataset my_lerobot_dataset/          # no env: shapes from the data, losses only
       polx train --resume runs/2026-01-01/12-00-00_imf_attnres_pusht train.max_steps=20000
     Common keys: train.max_steps train.batch_size train.lr train.device (auto|cpu|cuda)
     eval.rollout_every eval.n_test policy.horizon head.n_emb (see --print-config for all).
@@ -231,7 +235,7 @@ def train(
         out=out if click.get_current_context().get_parameter_source("out") != click.core.ParameterSource.DEFAULT else None,
         run_dir=run_dir,
         resume_dir=resume_dir,
-        overrides=overrides,
+        overrides=(*overrides, *([f"data.format={dataset_format}"] if dataset_format else [])),
         argv=sys.argv,
     )
     if print_config:
@@ -386,16 +390,45 @@ def eval_cmd(checkpoint: Path, episodes: int | None, seed: int | None, out: Path
 
 @main.group()
 def data() -> None:
-    """Create and inspect demonstration datasets (zarr replay buffers)."""
+    """Create, inspect and convert demonstration datasets (zarr, hdf5 episode directories, LeRobot)."""
 
 
 @data.command("info")
 @click.argument("path", type=click.Path(path_type=Path))
-def data_info(path: Path) -> None:
-    """Episodes, steps, episode-length stats, and every array's shape and dtype."""
-    from polx.data.replay_buffer import ReplayBuffer, describe
+@click.option("--dataset-format", "fmt", help="Format to open PATH as (default: detected): zarr, hdf5, lerobot or a plugin's.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object instead of text.")
+def data_info(path: Path, fmt: str | None, as_json: bool) -> None:
+    """Format, episodes, steps, episode-length stats, cameras with image sizes, every array's shape and dtype.
 
-    click.echo(describe(ReplayBuffer.open(path)))
+    \b
+    Examples:
+      polx data info data/pusht_cchi_v7_replay.zarr
+      polx data info my_act_episodes/ --json      # a directory of episode_N.hdf5 files
+    """
+    from polx.data.formats import describe_reader, info_dict, open_dataset
+
+    reader = open_dataset(path, fmt, _plugins().registry)
+    click.echo(json.dumps(info_dict(reader)) if as_json else describe_reader(reader))
+
+
+@data.command("convert")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--to", "to", default="zarr", show_default=True, help="Output format: zarr, hdf5 or lerobot (or a plugin's that can write).")
+@click.option("--dataset-format", "fmt", help="Format to open SRC as (default: detected).")
+def data_convert(src: Path, out: Path, to: str, fmt: str | None) -> None:
+    """Copy the dataset SRC into a new dataset OUT in another format, every array exactly.
+
+    \b
+    OUT must not exist; it appears only when every episode is written. Prints a JSON summary.
+    Examples:
+      polx data convert act_episodes/ act.zarr                     # HDF5 episodes -> zarr
+      polx data convert data/pusht.zarr pusht_lerobot --to lerobot
+    """
+    from polx.data.convert import convert_dataset
+
+    summary = convert_dataset(src, out, to, registry=_plugins().registry, src_format=fmt, progress=True)
+    click.echo(json.dumps(summary))
 
 
 @data.command("generate")
@@ -405,15 +438,26 @@ def data_info(path: Path) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the first episode.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
 @click.option("--keep-all", is_flag=True, help="Keep failed episodes too (default: successful ones only).")
+@click.option("--format", "fmt", default="zarr", show_default=True, help="Output format: zarr (replay buffer), hdf5 (ACT episode directory) or lerobot.")
 @click.argument("overrides", nargs=-1, metavar="[env.KEY=VALUE]...")
-def data_generate(env: str, episodes: int, out: Path, seed: int, workers: int, keep_all: bool, overrides: tuple[str, ...]) -> None:
-    """Write expert demonstrations in the replay-buffer layout."""
+def data_generate(env: str, episodes: int, out: Path, seed: int, workers: int, keep_all: bool, fmt: str, overrides: tuple[str, ...]) -> None:
+    """Write expert demonstrations (the replay-buffer layout, or --format hdf5 / lerobot).
+
+    \b
+    Example (the RoboIMI flow: ACT episode files with cameras r_vis, top, front):
+      polx data generate --env roboimi --episodes 50 --out data/roboimi_act --format hdf5
+      polx train --head imf_attnres --env roboimi --dataset data/roboimi_act
+    """
+    from polx.data.convert import generate_in_format
     from polx.runs import build_env_adapter
 
     if out.exists():
         raise UserInputError(f"--out {str(out)!r} already exists; choose a new path (nothing was written)")
-    adapter = build_env_adapter(_plugins(warn_broken=True), env, overrides)
-    summary = adapter.generate_demos(out, episodes, seed=seed, workers=workers, keep_all=keep_all, progress=True)
+    plugins = _plugins(warn_broken=True)
+    adapter = build_env_adapter(plugins, env, overrides)
+    summary = generate_in_format(
+        adapter, out, fmt, registry=plugins.registry, episodes=episodes, seed=seed, workers=workers, keep_all=keep_all, progress=True
+    )
     click.echo(json.dumps(summary))
 
 

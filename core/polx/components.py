@@ -9,6 +9,7 @@ head       ``factory(config, spec)``         ``torch.nn.Module`` (``HeadModule``
 objective  ``factory(config)``               an ``Objective``
 env        ``factory(config)``               an ``EnvAdapter``
 logger     ``factory(config, run)``          a ``Logger``
+dataset    ``factory(config)``               a ``DatasetFormat``
 ========== ================================ =========================================
 """
 
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-KINDS = ("head", "objective", "env", "logger")
+KINDS = ("head", "objective", "env", "logger", "dataset")
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -140,6 +141,41 @@ class EnvAdapter(Protocol):
         self, out: Path, episodes: int, seed: int = 0, workers: int = 1, keep_all: bool = False, progress: bool = True
     ) -> dict:
         """Write ``episodes`` expert demonstrations to a zarr replay buffer at ``out``; returns a summary dict."""
+
+
+@runtime_checkable
+class DatasetReader(Protocol):
+    """One dataset opened read-only and validated: equal-length step arrays cut into episodes.
+
+    Everything else (whole loads, episodes, lazy arrays, ``polx data info``, training) is built
+    on these members in ``polx.data.formats``. ``read`` may touch only the steps asked for.
+    """
+
+    path: Path
+    format: str  # the registered format name
+    episode_ends: "np.ndarray"  # (E,) int64, exclusive end step of each episode, strictly increasing
+
+    def keys(self) -> list[str]:
+        """The array names, sorted."""
+
+    def array_info(self, key: str) -> tuple[tuple[int, ...], "np.dtype"]:
+        """Whole-array shape ``(N, ...)`` and dtype, without reading."""
+
+    def read(self, key: str, start: int, stop: int) -> "np.ndarray":
+        """Steps ``[start, stop)`` of ``key``; DatasetError naming the file and key when unreadable."""
+
+
+@runtime_checkable
+class DatasetFormat(Protocol):
+    """What a ``dataset`` factory returns: recognises and opens one on-disk layout."""
+
+    name: str
+
+    def detect(self, path: Path) -> bool:
+        """Cheaply (names and small metadata files only): does ``path`` look like this format?"""
+
+    def open(self, path: Path) -> DatasetReader:
+        """Open read-only and validate; DatasetError names the file and key that is wrong."""
 
 
 @runtime_checkable

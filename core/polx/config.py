@@ -149,7 +149,8 @@ class PolicyConfig:
 class DataConfig:
     """The demonstration dataset and how it is split and normalized."""
 
-    path: str | None = doc("zarr replay buffer (--dataset); null: the env's default dataset", default=None)
+    path: str | None = doc("dataset path (--dataset): zarr, hdf5 episode directory or LeRobot directory; null: the env's default dataset", default=None)
+    format: str | None = doc("dataset format (--dataset-format): zarr, hdf5, lerobot or a plugin's; null: detected from the path", default=None)
     val_ratio: float = doc("share of episodes held out for validation", default=0.02, validator=in_range(0.0, 0.9))
     max_train_episodes: int | None = doc("use at most this many training episodes; null: all", default=None, validator=positive)
     split_seed: int = doc("seed of the train/validation episode split", default=42)

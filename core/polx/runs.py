@@ -179,6 +179,9 @@ def prepare_training(
         run_dir, resume, exact = Path(resume_dir), True, True
     else:
         head = require(plugins, "head", head, "--head")
+        if env is None and dataset is not None:  # no simulator: shapes from the dataset (polx.data.offline_env)
+            env = "offline"
+            overrides = [*offline_overrides(dataset, overrides), *overrides]
         env = require(plugins, "env", env, "--env")
         names = logger_names(loggers)
         config = resolve_config(
@@ -203,6 +206,13 @@ def prepare_training(
     if config.data.path is not None and not Path(config.data.path).exists():
         raise DatasetError(f"dataset {config.data.path!r} does not exist (data.path / --dataset)")
     return TrainingPlan(plugins=plugins, config=config, run_dir=run_dir, resume=resume, argv=list(argv or []), exact_run_dir=exact)
+
+
+def offline_overrides(dataset: Path, overrides: Iterable[str]) -> list[str]:
+    """``env.dataset`` (absolute) and ``env.format`` (from ``data.format``) for an env-less run."""
+    fmt = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.format=")), None)
+    out = [f"env.dataset={yaml.safe_dump(str(Path(dataset).absolute())).splitlines()[0]}"]
+    return out + ([f"env.format={fmt}"] if fmt else [])
 
 
 def build_env_adapter(plugins: PolxPlugins, env: str, overrides: Iterable[str] = ()) -> Any:

@@ -157,9 +157,9 @@ def _check_layout(adapter: Any, config: RunConfig, start: Path) -> dict:
     enough for the env's own ``dataset_obs``: then DAgger could not train on what it writes.
     """
     from polx.data.dataset import load_policy_arrays
-    from polx.data.replay_buffer import ReplayBuffer
+    from polx.data.formats import open_dataset
 
-    arrays, _ = load_policy_arrays(start, adapter)
+    arrays, _ = load_policy_arrays(start, adapter, fmt=config.data.format)
     for key, spec in {**adapter.shape_meta["obs"], "action": adapter.shape_meta["action"]}.items():
         expected = tuple(spec["shape"])
         if spec.get("type") == "rgb":
@@ -177,11 +177,11 @@ def _check_layout(adapter: Any, config: RunConfig, start: Path) -> dict:
         row["action"] = np.asarray(expert.act(env), dtype=np.float32)
     finally:
         env.close()
-    rb = ReplayBuffer.open(start)
+    rb = open_dataset(start, config.data.format)  # any format; the rounds' stores are zarr
     layout = {}
     for key in rb.keys():
         if key in row:
-            shape, dtype, _ = rb.array_info(key)
+            shape, dtype = rb.array_info(key)
             if tuple(shape[1:]) != row[key].shape:
                 raise DatasetError(
                     f"dataset {str(start)!r}: data/{key} has per-step shape {tuple(shape[1:])}, but env "
@@ -240,13 +240,13 @@ def _run_round(plan: DaggerPlan, round_: int) -> tuple[dict, dict]:
     stage = _train_stage(plan, round_, data)
     summary = json.loads((stage / "summary.json").read_text())
     metrics = summary.get("metrics", {})
-    from polx.data.replay_buffer import ReplayBuffer
+    from polx.data.formats import open_dataset
 
-    rb = ReplayBuffer.open(data)
+    rb = open_dataset(data, plan.train_config.data.format if round_ == PHASE_ONE else "zarr")
     row.update(
         train_steps=int(summary["global_step"]),
-        dataset_episodes=rb.n_episodes,
-        dataset_steps=rb.n_steps,
+        dataset_episodes=len(rb.episode_ends),
+        dataset_steps=int(rb.episode_ends[-1]),
         test_mean_score=metrics.get("test_mean_score"),
         test_success_rate=metrics.get("test_success_rate"),
     )
@@ -258,6 +258,7 @@ def _run_round(plan: DaggerPlan, round_: int) -> tuple[dict, dict]:
 def _collected_store(plan: DaggerPlan, round_: int) -> Path:
     """``data/round_<r>.zarr``: the previous data plus round r's labelled rollouts (collected once)."""
     from polx.dagger.collect import collect
+    from polx.data.formats import load_arrays, open_dataset
     from polx.data.replay_buffer import ReplayBuffer
 
     data_dir = plan.run_dir / "data"
@@ -287,11 +288,12 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
         "rollout_success_rate": float(np.mean([e.success for e in episodes])),
     }
     _say(f"round {round_}/{plan.rounds}: writing {store} (+{len(episodes)} episodes, +{steps} steps)")
-    source = ReplayBuffer.open(previous)
+    source = open_dataset(previous, plan.train_config.data.format if round_ == 1 else "zarr")  # the starting data: any format
     keys = list(plan.layout)
     with ReplayBuffer.writer(store) as rb:
-        arrays = source.load(keys)
-        rounds = source.load([ROUND_KEY])[ROUND_KEY] if ROUND_KEY in source.keys() else np.zeros((source.n_steps, 1), np.int32)
+        arrays = load_arrays(source, keys)
+        n_steps = int(source.episode_ends[-1])
+        rounds = load_arrays(source, [ROUND_KEY])[ROUND_KEY] if ROUND_KEY in source.keys() else np.zeros((n_steps, 1), np.int32)
         starts = np.concatenate([[0], source.episode_ends[:-1]])
         for start, end in zip(starts, source.episode_ends):
             rb.add_episode({**{k: arrays[k][start:end] for k in keys}, ROUND_KEY: rounds[start:end]})
@@ -345,7 +347,7 @@ def _train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
             previous = _stage_dir(plan, round_ - 1)
             saved = read_run_config(previous)
             path_value = yaml.safe_dump(str(data)).splitlines()[0]
-            seeded = config_from_saved(plan.plugins, saved, [f"data.path={path_value}", f"train.max_steps={budget}"])
+            seeded = config_from_saved(plan.plugins, saved, [f"data.path={path_value}", "data.format=zarr", f"train.max_steps={budget}"])
             (stage / "checkpoints").mkdir(parents=True)
             _write_atomic(stage / "config.yaml", seeded.to_yaml())
             checkpoint = (previous / "checkpoints" / LATEST).read_bytes()

@@ -15,63 +15,74 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 
+from polx.data.formats import CachedFrames, load_arrays, open_dataset
 from polx.data.normalizer import Normalizer
-from polx.data.replay_buffer import ReplayBuffer
 from polx.data.sampler import SequenceSampler
 from polx.errors import DatasetError
 
 
 class _MissingArray(KeyError):
-    """The adapter asked for a ``data/<key>`` array the buffer does not have."""
+    """The adapter asked for an array the dataset does not have."""
 
 
 class _LoadOnAccess(Mapping[str, np.ndarray]):
-    """A buffer's arrays, each read whole on first access: keys an adapter ignores (an unused
+    """A reader's arrays, each read whole on first access: keys an adapter ignores (an unused
     camera, say) are never read."""
 
-    def __init__(self, rb: ReplayBuffer):
-        self._rb, self._loaded = rb, {}
+    def __init__(self, reader: Any):
+        self._reader, self._loaded = reader, {}
 
     def __getitem__(self, key: str) -> np.ndarray:
-        if key not in self._rb.keys():
+        if key not in self._reader.keys():
             raise _MissingArray(key)
         if key not in self._loaded:
-            self._loaded[key] = self._rb.load([key])[key]
+            self._loaded[key] = load_arrays(self._reader, [key])[key]
         return self._loaded[key]
 
     def __contains__(self, key: object) -> bool:  # without reading the array
-        return key in self._rb.keys()
+        return key in self._reader.keys()
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._rb.keys())
+        return iter(self._reader.keys())
 
     def __len__(self) -> int:
-        return len(self._rb.keys())
+        return len(self._reader.keys())
+
+    def frames(self, key: str, max_bytes: int, transform: Any = None, step_shape: tuple | None = None) -> CachedFrames:
+        """``key`` read lazily through a bounded block cache (``CachedFrames``), never whole: for
+        adapters whose camera arrays pass through unchanged (or per-block ``transform``-ed)."""
+        if key not in self._reader.keys():
+            raise _MissingArray(key)
+        return CachedFrames(self._reader, key, max_bytes, transform=transform, step_shape=step_shape)
 
 
-def load_policy_arrays(path: str | Path, adapter: Any) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Open the replay buffer at ``path``, load the arrays ``adapter.dataset_obs`` reads, convert.
+def load_policy_arrays(
+    path: str | Path, adapter: Any, *, fmt: str | None = None, registry: Any = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Open the dataset at ``path`` (any format, see ``open_dataset``), load the arrays
+    ``adapter.dataset_obs`` reads, convert.
 
     Returns ``({obs_key: (N, ...), "action": (N, A)}, episode_ends)``; DatasetError names the path
     when the adapter's output misses a key of its ``shape_meta`` or has the wrong length.
     """
-    rb = ReplayBuffer.open(path)
+    reader = open_dataset(path, fmt, registry)
+    n_steps = int(reader.episode_ends[-1])
     where = f"dataset {str(path)!r} (converted by env {getattr(adapter, 'name', type(adapter).__name__)!r})"
     try:
-        arrays = adapter.dataset_obs(_LoadOnAccess(rb))
+        arrays = adapter.dataset_obs(_LoadOnAccess(reader))
     except _MissingArray as exc:
-        have = ", ".join(rb.keys())
-        raise DatasetError(f"{where}: the env needs data/{exc.args[0]}, which is missing; it has: {have}") from None
+        have = ", ".join(reader.keys())
+        raise DatasetError(f"{where}: the env needs the array {exc.args[0]!r}, which is missing; it has: {have}") from None
     except DatasetError as exc:  # the adapter's own check: add which dataset it was
         raise DatasetError(f"{where}: {exc}") from None
     missing = sorted({*adapter.shape_meta["obs"], "action"} - set(arrays))
     if missing:
         raise DatasetError(f"{where} lacks {', '.join(missing)}; it provides {', '.join(sorted(arrays))}")
     for key, arr in arrays.items():
-        if len(arr) != rb.n_steps:
-            raise DatasetError(f"{where}: {key} has {len(arr)} steps; expected {rb.n_steps} (episode_ends[-1])")
-    check_policy_arrays(where, arrays, adapter.shape_meta, rb.episode_ends)
-    return arrays, rb.episode_ends
+        if len(arr) != n_steps:
+            raise DatasetError(f"{where}: {key} has {len(arr)} steps; expected {n_steps} (episode_ends[-1])")
+    check_policy_arrays(where, arrays, adapter.shape_meta, reader.episode_ends)
+    return arrays, reader.episode_ends
 
 
 def expected_step_shape(meta: Mapping[str, Any]) -> tuple[int, ...]:

@@ -196,6 +196,10 @@ class ReplayBuffer:
         start, end = (int(self.episode_ends[i - 1]) if i > 0 else 0), int(self.episode_ends[i])
         return {key: self._read(key, slice(start, end)) for key in (self.keys() if keys is None else keys)}
 
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Steps ``[start, stop)`` of ``data/<key>``, read from the store."""
+        return self._read(key, slice(start, stop))
+
     def _read(self, key: str, steps: slice) -> np.ndarray:
         arr = self._array(key)
         try:

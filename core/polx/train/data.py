@@ -35,9 +35,10 @@ class TrainingData:
     n_val_episodes: int
 
 
-def load_training_data(path: Path, adapter: Any, config: Any) -> TrainingData:
-    """Open and split the dataset at ``path`` for ``config`` (a ``RunConfig``); DatasetError names the path."""
-    arrays, episode_ends = load_policy_arrays(path, adapter)
+def load_training_data(path: Path, adapter: Any, config: Any, registry: Any = None) -> TrainingData:
+    """Open (in format ``data.format``, or detected) and split the dataset at ``path`` for ``config``
+    (a ``RunConfig``); DatasetError names the path. ``registry`` holds the dataset formats."""
+    arrays, episode_ends = load_policy_arrays(path, adapter, fmt=config.data.format, registry=registry)
     train_mask, val_mask = episode_split(
         len(episode_ends), config.data.val_ratio, config.data.split_seed, config.data.max_train_episodes
     )

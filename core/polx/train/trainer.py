@@ -144,7 +144,7 @@ class Trainer:
 
         self.adapter = self.plugins.registry.get("env", cfg.components.env).build(cfg.env)
         self.shape_meta = self.adapter.shape_meta
-        self.data = load_training_data(self._dataset_path(), self.adapter, cfg)
+        self.data = load_training_data(self._dataset_path(), self.adapter, cfg, self.plugins.registry)
         if len(self.data.train) < info.world_size:
             raise DatasetError(
                 f"dataset {str(self.data.path)!r}: {len(self.data.train)} training windows for {info.world_size} processes"

@@ -63,7 +63,7 @@ def test_generated_demos_read_back_with_polx_data_info(tmp_path):
     out = tmp_path / "demos.zarr"
     summary = adapter.generate_demos(out, episodes=2, seed=3, keep_all=True, progress=False)
     assert summary["episodes"] == 2 and summary["steps"] == 24 and summary["seeds_tried"] == 2
-    assert summary["expert_success_rate"] == 0.0
+    assert summary["success_rate"] == 0.0 and summary["env"] == "roboimi"
     result = CliRunner().invoke(main, ["data", "info", str(out)])
     assert result.exit_code == 0, result.output
     assert "episodes: 2" in result.output and "steps: 24" in result.output

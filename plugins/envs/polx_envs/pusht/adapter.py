@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -16,16 +13,6 @@ from polx_envs.pusht.config import PushTConfig
 
 #: bump when the expert or the recorded layout changes, so stale cached datasets are not reused
 DATASET_VERSION = 2
-
-
-def cache_dir() -> Path:
-    """Where generated datasets are kept: ``$POLX_CACHE_DIR``, else the user cache dir of polx."""
-    env = os.environ.get("POLX_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("polx"))
 
 
 class PushTAdapter:
@@ -92,34 +79,22 @@ class PushTAdapter:
         ``human``: the shipped human demonstrations (frames rendered only for ``obs_type=image``);
         ``expert``: the scripted expert's demonstrations. Announced on stderr, with a progress bar.
         """
-        from polx.data.replay_buffer import ReplayBuffer
+        from polx.data.cache import cache_root, cached_dataset
 
-        path = cache_dir() / self.default_dataset_name()
-        if path.exists():
-            ReplayBuffer.open(path)  # a damaged cache fails loudly, naming the path
-            return path
+        path = cache_root() / self.default_dataset_name()
         c = self.config
         workers = max(1, min(os.cpu_count() or 1, 8))
         if c.default_data == "human":
             from polx_envs.pusht import human_demos
 
             what = "the PushT human demonstrations (206 episodes" + (f", rendering {c.render_size} px frames" if self._needs_images else "")
-            print(f"polx: writing {what}) to {path}; this happens once", file=sys.stderr)
+            notice = f"writing {what})"
             build = lambda: human_demos.build(path, images=self._needs_images, render_size=c.render_size, workers=workers, progress=progress)  # noqa: E731
         else:
             workers = min(workers, c.default_episodes)
-            print(
-                f"polx: generating the PushT expert dataset ({c.default_episodes} episodes, {workers} processes) "
-                f"at {path}; this happens once",
-                file=sys.stderr,
-            )
+            notice = f"generating the PushT expert dataset ({c.default_episodes} episodes, {workers} processes)"
             build = lambda: self.generate_demos(path, c.default_episodes, seed=c.default_seed, workers=workers, progress=progress)  # noqa: E731
-        try:
-            build()
-        except DatasetError:
-            if not path.exists():  # another process may have finished the same dataset first
-                raise
-        return path
+        return cached_dataset(path, build, notice)
 
     @property
     def _needs_images(self) -> bool:
@@ -139,8 +114,9 @@ class PushTAdapter:
                 "legacy": c.legacy, "max_steps": c.demo_max_steps,
             }  # fmt: skip
             readable = f"pusht_expert_v{DATASET_VERSION}_{c.default_episodes}ep_seed{c.default_seed}_{c.render_size}px"
-        digest = hashlib.sha256(json.dumps({"v": DATASET_VERSION, **fields}, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{readable}_{digest}.zarr"
+        from polx.data.cache import cache_name
+
+        return cache_name(readable, fields, DATASET_VERSION)
 
     def generate_demos(
         self, out: Path, episodes: int, seed: int = 0, workers: int = 1, keep_all: bool = False, progress: bool = True

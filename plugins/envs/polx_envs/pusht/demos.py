@@ -11,9 +11,9 @@ float32, ``meta/episode_ends`` (E,) int64.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
-import sys
 from collections import deque
 from pathlib import Path
 
@@ -49,6 +49,12 @@ def run_demo(seed: int, render_size: int = 96, legacy: bool = True, max_steps: i
     return {"seed": seed, "success": success, "max_coverage": max_coverage, "data": data}
 
 
+def _demo_episode(seed: int, **kwargs) -> tuple[dict, bool, float]:
+    """``run_demo`` as core's seed loop wants it: (arrays, success, max coverage)."""
+    result = run_demo(seed, **kwargs)
+    return result["data"], result["success"], result["max_coverage"]
+
+
 def generate(
     out: Path,
     episodes: int,
@@ -62,45 +68,19 @@ def generate(
 ) -> dict:
     """Write ``episodes`` expert episodes (successful ones unless ``keep_all``) to a new store.
 
-    Seeds ``seed, seed + 1, ...`` are tried in order until enough episodes are kept (at most
-    ``2 * episodes + 5`` tries), so the dataset is the same whatever ``workers`` is. The store
-    appears at ``out`` only when complete.
+    Core's seed loop (``polx.data.cache.collect_demos``): seeds ``seed, seed + 1, ...`` are tried
+    in order until enough episodes are kept (at most ``2 * episodes + 5`` tries), so the dataset is
+    the same whatever ``workers`` is. The store appears at ``out`` only when complete.
     """
-    from tqdm import tqdm
+    from polx.data.cache import collect_demos
 
-    from polx.data.replay_buffer import ReplayBuffer
-    from polx.errors import PolxError
-
-    max_attempts = 2 * episodes + 5
-    kwargs = {"render_size": render_size, "legacy": legacy, "max_steps": max_steps}
-    attempted = kept = steps = successes = 0
     coverages: list[float] = []
-    bar = tqdm(total=episodes, desc="PushT expert demos", unit="ep", disable=not progress, file=sys.stderr)
-    with bar, ReplayBuffer.writer(out) as rb, _Runner(workers) as runner:
-        for result in runner.map(run_demo, range(seed, seed + max_attempts), kwargs, stop=lambda: kept >= episodes):
-            attempted += 1
-            successes += result["success"]
-            coverages.append(result["max_coverage"])
-            if result["success"] or keep_all:
-                rb.add_episode(result["data"])
-                kept += 1
-                steps += len(result["data"]["action"])
-                bar.update(1)
-            bar.set_postfix(success=f"{successes}/{attempted}")
-        if kept < episodes:  # raising here discards the unfinished store
-            raise PolxError(
-                f"the PushT expert solved only {successes} of {attempted} start states, short of {episodes} episodes; "
-                "nothing was written (pass --keep-all to keep unsolved episodes too)"
-            )
-    return {
-        "path": str(out),
-        "episodes": kept,
-        "attempted": attempted,
-        "success_rate": successes / attempted,
-        "mean_max_coverage": float(np.mean(coverages)),
-        "steps": steps,
-        "seeds": [seed, seed + attempted - 1],
-    }
+    summary = collect_demos(
+        out, episodes, functools.partial(_demo_episode, render_size=render_size, legacy=legacy, max_steps=max_steps),
+        env="pusht", seed=seed, workers=workers, keep_all=keep_all, progress=progress, max_attempts=2 * episodes + 5,
+        on_result=lambda arrays, success, coverage: coverages.append(coverage),
+    )  # fmt: skip
+    return {**summary, "mean_max_coverage": float(np.mean(coverages))}
 
 
 class _Runner:

@@ -67,7 +67,8 @@ class RoboIMIAdapter:
             )
         out: dict[str, np.ndarray] = {}
         for cam in cams:
-            images = np.asarray(data[cam])
+            # in training, frames are read lazily through a bounded cache (a dataset larger than RAM trains)
+            images = data.frames(cam, self.config.frame_cache_mb << 20) if hasattr(data, "frames") else np.asarray(data[cam])
             if images.ndim != 4 or images.shape[1:] != (size, size, 3) or images.dtype != np.uint8:
                 raise DatasetError(
                     f"RoboIMI dataset: {cam} images are {images.dtype} {images.shape[1:]}, expected uint8 "

@@ -49,6 +49,8 @@ class RoboIMIConfig:
     trajectory_image_size: int = field(default=256, validator=[positive, in_range(8, 2048)])  # PNG side
     default_episodes: int = field(default=50, validator=positive)  # size of the cached expert dataset
     default_seed: int = 0  # first seed of the cached expert dataset
+    #: camera frames kept in memory while training: they are read lazily, so a dataset larger than RAM trains
+    frame_cache_mb: int = field(default=4096, validator=[in_range(0, 1 << 20)])
 
     def __attrs_post_init__(self) -> None:
         ratio = 1.0 / (self.control_hz * self.physics_dt)

@@ -7,19 +7,11 @@ observation before each step, the expert's action at that step, and the EE poses
 
 from __future__ import annotations
 
-import hashlib
-import json
-import multiprocessing
 import os
-import sys
-import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import attrs
 import numpy as np
 
-from polx.errors import DatasetError, PolxError
 from polx_envs.roboimi.config import RoboIMIConfig
 
 #: bump when the scene or the expert changes what demonstrations contain (invalidates caches)
@@ -83,95 +75,35 @@ def generate_demos(
 ) -> dict:
     """Write ``episodes`` expert episodes (successful ones unless ``keep_all``) from seeds ``seed``, ``seed+1``, ...
 
-    Writing is atomic (``ReplayBuffer.writer``); episodes are written in seed order whatever
-    ``workers`` is. Fails if the expert succeeds too rarely to reach ``episodes`` within
+    Core's seed loop (``polx.data.cache.collect_demos``): atomic, in seed order whatever
+    ``workers`` is, failing if the expert succeeds too rarely to reach ``episodes`` within
     ``2 * episodes + 10`` seeds.
     """
-    from tqdm import tqdm
+    from polx.data.cache import collect_demos
 
-    from polx.data.replay_buffer import ReplayBuffer
-
-    started = time.perf_counter()
-    max_attempts = 2 * episodes + 10
-    attempted = successes = written = steps = 0
-    pool = None
-    if workers > 1:  # spawn: GL contexts and fork do not mix; an executor fails, not hangs, if a worker dies
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(config,))
-    else:
-        _init_worker(config)
-    bar = tqdm(total=episodes, desc="roboimi expert demos", unit="ep", disable=not progress, file=sys.stderr)
-    try:
-        with ReplayBuffer.writer(out) as rb:
-            while written < episodes and attempted < max_attempts:
-                batch = range(seed + attempted, seed + min(max_attempts, attempted + episodes - written))
-                results = pool.map(_worker_episode, batch) if pool else map(_worker_episode, batch)
-                for arrays, success in results:
-                    attempted += 1
-                    successes += success
-                    if success or keep_all:
-                        rb.add_episode(arrays)
-                        written += 1
-                        steps += len(arrays["action"])
-                        bar.set_postfix(success=f"{successes}/{attempted}", refresh=False)
-                        bar.update(1)
-                    if written == episodes:
-                        break
-            if written < episodes:
-                raise PolxError(
-                    f"the RoboIMI expert succeeded on only {successes} of {attempted} seeds from {seed}; "
-                    f"{episodes} successful episodes were asked for (nothing was written; --keep-all keeps failures)"
-                )
-    finally:
-        bar.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-        else:
-            _close_worker()
-    return {
-        "env": "roboimi",
-        "out": str(out),
-        "episodes": written,
-        "steps": steps,
-        "seeds_tried": attempted,
-        "expert_success_rate": successes / attempted,
-        "image_size": config.image_size,
-        "cameras": list(config.cameras),
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-
-
-def cache_root() -> Path:
-    """``$POLX_CACHE_DIR``, else the platform's user cache directory for polx."""
-    import platformdirs
-
-    return Path(os.environ.get("POLX_CACHE_DIR") or platformdirs.user_cache_dir("polx"))
+    summary = collect_demos(
+        out, episodes, _worker_episode, env="roboimi", seed=seed, workers=workers, keep_all=keep_all, progress=progress,
+        initializer=_init_worker, initargs=(config,), finalizer=_close_worker,
+    )  # fmt: skip
+    return {**summary, "image_size": config.image_size, "cameras": list(config.cameras)}
 
 
 def default_dataset_path(config: RoboIMIConfig) -> Path:
-    """Where the cached expert dataset for ``config`` lives; the name changes with anything that shapes it."""
-    fields = attrs.asdict(config, filter=lambda a, _: a.name != "trajectory_image_size")
-    digest = hashlib.sha1(json.dumps([DATASET_VERSION, fields], sort_keys=True, default=list).encode()).hexdigest()[:10]
-    name = f"transfer_{config.image_size}px_{config.default_episodes}ep_seed{config.default_seed}_{digest}.zarr"
-    return cache_root() / "roboimi" / name
+    """Where the cached expert dataset for ``config`` lives; the name hashes every field but the
+    drawing size and the training-time frame cache."""
+    from polx.data.cache import cache_name, cache_root, data_fields
+
+    readable = f"transfer_{config.image_size}px_{config.default_episodes}ep_seed{config.default_seed}"
+    return cache_root() / "roboimi" / cache_name(readable, data_fields(config, exclude=("trajectory_image_size", "frame_cache_mb")), DATASET_VERSION)
 
 
 def default_dataset(config: RoboIMIConfig, progress: bool = True) -> Path:
     """The cached expert dataset for ``config``, generated (with a notice and progress bar) on first use."""
-    path = default_dataset_path(config)
-    if path.exists():
-        return path
+    from polx.data.cache import cached_dataset
+
     workers = max(1, min(4, os.cpu_count() or 1))
-    print(
-        f"polx: generating the RoboIMI expert dataset ({config.default_episodes} episodes, "
-        f"{config.image_size}px) at {path}; this happens once",
-        file=sys.stderr,
+    return cached_dataset(
+        default_dataset_path(config),
+        lambda: generate_demos(config, default_dataset_path(config), config.default_episodes, seed=config.default_seed, workers=workers, progress=progress),
+        f"generating the RoboIMI expert dataset ({config.default_episodes} episodes, {config.image_size}px)",
     )
-    try:
-        generate_demos(
-            config, path, config.default_episodes, seed=config.default_seed, workers=workers, progress=progress
-        )
-    except DatasetError:
-        if not path.exists():  # another process finishing first is fine; anything else is not
-            raise
-    return path

@@ -1,0 +1,222 @@
+"""The ``hdf5`` dataset format: ACT / RoboIMI episode directories, one ``episode_N.hdf5`` per episode.
+
+::
+
+    dataset_dir/
+      episode_0.hdf5
+        /action                      (T, A)
+        /observations/qpos           (T, D)      -> key "qpos" (any /observations/<name> -> "<name>")
+        /observations/images/<cam>   (T, H, W, C) uint8 -> key "<cam>"
+      episode_1.hdf5 ...
+
+Episodes are ordered by N (numerically). Opening checks every file: readable HDF5, the same keys
+in each, every array of a file as long as its ``/action``, and one per-step shape and dtype per
+key across files; each problem names the file and the key. Files stay open read-only while the
+reader lives, and ``read`` touches only the episodes a step range covers. ACT's JPEG-compressed
+variant (``compress`` attribute true) is refused: decompress it first.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+import attrs
+import numpy as np
+
+from polx.data.formats import is_image
+from polx.errors import DatasetError
+
+HELP = "ACT/RoboIMI HDF5 episode directory (episode_N.hdf5: /action, /observations/qpos, /observations/images/<cam>)"
+_EPISODE = re.compile(r"^episode_(\d+)\.hdf5$")
+
+
+@attrs.define(frozen=True, kw_only=True)
+class Hdf5FormatConfig:
+    """No options: the layout says everything."""
+
+
+def episode_files(path: Path) -> list[Path]:
+    """``episode_N.hdf5`` files of a directory, ordered by N."""
+    found = [(int(m.group(1)), p) for p in Path(path).iterdir() if (m := _EPISODE.match(p.name)) and p.is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def _datasets(f) -> dict[str, str]:
+    """Reader key -> HDF5 path of every array in one episode file."""
+    import h5py
+
+    out: dict[str, str] = {}
+
+    def add(key: str, h5path: str) -> None:
+        if key in out:
+            raise DatasetError(f"{f.filename}: {h5path} and {out[key]} would both be key {key!r}; rename one")
+        out[key] = h5path
+
+    for name, node in f.items():
+        if isinstance(node, h5py.Dataset):
+            add(name, f"/{name}")
+    obs = f.get("observations")
+    if isinstance(obs, h5py.Group):
+        for name, node in obs.items():
+            if isinstance(node, h5py.Dataset):
+                add(name, f"/observations/{name}")
+        images = obs.get("images")
+        if isinstance(images, h5py.Group):
+            for name, node in images.items():
+                if isinstance(node, h5py.Dataset):
+                    add(name, f"/observations/images/{name}")
+    return out
+
+
+class Hdf5Reader:
+    """``DatasetReader`` over an episode directory, validated on open."""
+
+    format = "hdf5"
+
+    def __init__(self, path: Path):
+        import h5py
+
+        self.path = Path(path)
+        where = f"dataset {str(self.path)!r}"
+        if not self.path.is_dir():
+            raise DatasetError(f"{where} is not a directory; expected {HELP}")
+        self.files = episode_files(self.path)
+        if not self.files:
+            raise DatasetError(f"{where} holds no episode_N.hdf5 files; expected {HELP}")
+        self._handles = []
+        lengths, layout, paths = [], None, None
+        for file in self.files:
+            try:
+                f = h5py.File(file, "r")
+            except OSError as exc:
+                raise DatasetError(f"{file}: not a readable HDF5 file ({exc}); is it damaged or truncated?") from None
+            self._handles.append(f)
+            if f.attrs.get("compress", False):
+                raise DatasetError(f"{file}: images are JPEG-compressed (attribute compress=True); polx reads raw frames only, decompress them first")
+            mine = _datasets(f)
+            if "action" not in mine:
+                raise DatasetError(f"{file}: no /action array (it has {', '.join(sorted(mine)) or 'nothing'}); expected {HELP}")
+            if paths is not None and set(mine) != set(paths):
+                raise DatasetError(
+                    f"{file}: keys {sorted(mine)} differ from {self.files[0].name}'s {sorted(paths)}; every episode needs the same arrays"
+                )
+            paths = paths or mine
+            n = self._shape(f, file, "/action")[0]
+            if n == 0:
+                raise DatasetError(f"{file}: /action has no steps; remove the empty episode")
+            this = {}
+            for key, h5path in paths.items():
+                shape = self._shape(f, file, h5path)
+                if not shape or shape[0] != n:
+                    raise DatasetError(f"{file}: {h5path} has {shape[0] if shape else 0} steps but /action has {n}; every array of an episode needs one row per step")
+                this[key] = (shape[1:], np.dtype(f[h5path].dtype))
+            if layout is not None:
+                for key, (step, dtype) in this.items():
+                    if (step, dtype) != layout[key]:
+                        raise DatasetError(
+                            f"{file}: {paths[key]} has per-step shape {step} and dtype {dtype}, but {self.files[0].name} has "
+                            f"{layout[key][0]} and {layout[key][1]}; every episode's frames need one size (resize them first)"
+                        )
+            layout = layout or this
+            lengths.append(n)
+        self._paths, self._layout = paths, layout
+        self.episode_ends = np.cumsum(lengths).astype(np.int64)
+
+    @staticmethod
+    def _shape(f, file: Path, h5path: str) -> tuple[int, ...]:
+        try:
+            return tuple(f[h5path].shape)
+        except Exception as exc:  # a damaged object header
+            raise DatasetError(f"{file}: {h5path} could not be read ({exc}); is the file damaged?") from None
+
+    def keys(self) -> list[str]:
+        return sorted(self._paths)
+
+    def array_info(self, key: str) -> tuple[tuple[int, ...], np.dtype]:
+        step, dtype = self._layout[key]
+        return (int(self.episode_ends[-1]), *step), dtype
+
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        step, dtype = self._layout[key]
+        stop = min(stop, int(self.episode_ends[-1]))
+        out = np.empty((max(0, stop - start), *step), dtype=dtype)
+        first = int(np.searchsorted(self.episode_ends, start, side="right"))
+        for e in range(first, len(self.files)):
+            lo = int(self.episode_ends[e - 1]) if e else 0
+            if lo >= stop:
+                break
+            a, b = max(start, lo), min(stop, int(self.episode_ends[e]))
+            try:
+                out[a - start : b - start] = self._handles[e][self._paths[key]][a - lo : b - lo]
+            except Exception as exc:  # a damaged data block
+                raise DatasetError(f"{self.files[e]}: {self._paths[key]} could not be read ({exc}); is the file damaged?") from None
+        return out
+
+    def source(self, key: str) -> str:
+        return self._paths[key]
+
+    def close(self) -> None:
+        for f in self._handles:
+            f.close()
+
+
+class Hdf5Format:
+    name = "hdf5"
+
+    def __init__(self, config: Hdf5FormatConfig | None = None):
+        self.config = config
+
+    def detect(self, path: Path) -> bool:
+        path = Path(path)
+        return path.is_dir() and any(_EPISODE.match(p.name) for p in path.iterdir())
+
+    def open(self, path: Path) -> Hdf5Reader:
+        return Hdf5Reader(path)
+
+    def write(self, out: Path, episodes: Iterable[dict[str, np.ndarray]]) -> int:
+        return write_hdf5_episodes(out, episodes)
+
+
+def hdf5_path(key: str, shape: tuple[int, ...], dtype: np.dtype) -> str:
+    """Where a key goes in an episode file: images under /observations/images, action at the root."""
+    if key == "action":
+        return "/action"
+    return f"/observations/images/{key}" if is_image(shape, dtype) else f"/observations/{key}"
+
+
+def write_hdf5_episodes(out: Path, episodes: Iterable[dict[str, np.ndarray]], attrs_: dict | None = None) -> int:
+    """Write ``{key: (T, ...)}`` episodes as ``out/episode_N.hdf5``, atomically; returns the count.
+
+    The files are written into a hidden sibling directory renamed to ``out`` only when every
+    episode is in, so ``out`` never holds a partial dataset. Each episode needs ``action``.
+    """
+    import h5py
+
+    out = Path(out)
+    if out.exists():
+        raise DatasetError(f"dataset {str(out)!r} already exists; choose a new path (nothing was written)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:12]}")
+    tmp.mkdir()
+    try:
+        n = 0
+        for n, episode in enumerate(episodes, start=1):
+            if "action" not in episode:
+                raise DatasetError(f"episode {n - 1} has no 'action' array; the hdf5 layout needs one (it has {sorted(episode)})")
+            with h5py.File(tmp / f"episode_{n - 1}.hdf5", "w") as f:
+                f.attrs["sim"] = True
+                for key, value in (attrs_ or {}).items():
+                    f.attrs[key] = value
+                for key, value in episode.items():
+                    value = np.asarray(value)
+                    f.create_dataset(hdf5_path(key, value.shape, value.dtype), data=value)
+        if n == 0:
+            raise DatasetError(f"dataset {str(out)!r}: no episodes were given (nothing was written)")
+        tmp.rename(out)
+        return n
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
