@@ -99,7 +99,7 @@ def test_every_problem_reported_once_per_line(plugins):
 
 
 def test_unknown_logger_and_missing_file(plugins, tmp_path):
-    with pytest.raises(UnknownComponentError, match="unknown logger 'tb'; available: sink"):
+    with pytest.raises(UnknownComponentError, match="unknown logger 'tb'; available: json, sink"):
         resolve_config(plugins, head="h", env="e", loggers=["tb"])
     with pytest.raises(UserInputError, match="does not exist"):
         resolve_config(plugins, head="h", env="e", config_files=[tmp_path / "missing.yaml"])
