@@ -111,6 +111,7 @@ class ToyReachConfig:
     max_speed: float = 0.1
     success_radius: float = 0.1
     image: bool = False
+    action_groups: bool = False  # declare the action's two coordinates as groups x and y (action layouts)
     cache_dir: str | None = None  # None: a directory under the system temp dir
 
 
@@ -169,6 +170,8 @@ class ToyReachAdapter:
         if config.image:
             obs = {"image": {"shape": [3, 16, 16], "type": "rgb"}, **obs}
         self.shape_meta = {"obs": obs, "action": {"shape": [2]}}
+        if config.action_groups:
+            self.shape_meta["action"]["groups"] = {"x": [0, 1], "y": [1, 2]}
 
     def make_env(self) -> ToyReachEnv:
         return ToyReachEnv(self.config)

@@ -136,6 +136,11 @@ class PolicyConfig:
     horizon: int = doc("steps in a predicted action chunk", default=16, validator=positive)
     n_obs_steps: int = doc("observation steps that condition a chunk", default=2, validator=positive)
     n_action_steps: int = doc("actions executed per chunk, from the newest observation's step", default=8, validator=positive)
+    action_layout: str = doc(
+        "natural: the env's action as it is; packed: each action group zero-padded to group_width (padding masked)",
+        default="natural", validator=one_of("natural", "packed"),
+    )  # fmt: skip
+    group_width: int | None = doc("packed layout: dims per action group; null: the widest group", default=None, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:
