@@ -150,12 +150,13 @@ def test_a_packed_run_trains_rolls_out_and_evaluates_at_env_width(tmp_path):
     overrides = toy_plugin.toy_overrides(
         tmp_path / "cache", "train.max_steps=4", "train.val_every=4", "eval.rollout_every=0", "eval.n_test=1", "eval.n_train=0",
         "eval.max_steps=8", "env.action_groups=true", "policy.action_layout=packed", "policy.group_width=3",
-        "head.n_emb=16", "head.n_layer=1",
+        "head.n_emb=16", "head.n_layer=1", "eval.sample_steps=[1, 2]",
     )
     plan = prepare_training(PLUGINS, head="imf_attnres", env="toy_reach", out=tmp_path / "runs", overrides=overrides, argv=["test"])
     run = run_training(plan)
     merged = {k: v for line in (run / "logs.json.txt").read_text().splitlines() for k, v in json.loads(line).items()}
-    assert {"val_loss", "val_action_mse", "test_mean_score"} <= set(merged)
+    assert {"val_loss", "val_action_mse", "test_mean_score", "train/group_loss_x", "val_group_loss_y", "val_group_loss_imbalance",
+            "val_action_mae_1step", "val_action_mae_x_2step", "val_action_mae_imbalance_2step"} <= set(merged)  # fmt: skip
     state = load_checkpoint(run / "checkpoints" / LATEST)
     assert state["spec"]["action_layout"] == {"width": 3, "groups": [["x", 0, 1], ["y", 1, 2]]}
     assert state["model"]["head.sample_emb.weight"].shape[1] == 6  # the head is 6 wide, the env 2

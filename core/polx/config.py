@@ -127,6 +127,15 @@ class EvalConfig:
     n_envs: int = doc("processes that run episodes; results do not depend on it", default=1, validator=positive)
     n_vis: int = doc("test episodes drawn as trajectory PNGs (the first n_vis)", default=4, validator=non_negative)
     num_steps: int | None = doc("sampling steps per chunk; null: the objective's default", default=None, validator=positive)
+    sample_steps: tuple[int, ...] = doc(
+        "at each validation, val_action_mae_<n>step (masked, per action group) with each n sampling steps, e.g. [1, 4, 16]; [] = none",
+        default=(),
+    )  # fmt: skip
+
+    @sample_steps.validator
+    def _check_sample_steps(self, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+        if any(n < 1 for n in value):
+            raise ValueError(f"sample_steps: every step count must be >= 1; got {list(value)!r}")
 
 
 @define(frozen=True, kw_only=True)

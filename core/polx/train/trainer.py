@@ -53,6 +53,7 @@ from polx.train.checkpoint import (
 )
 from polx.train.data import EpochBatches, fixed_batches, load_training_data, make_loader
 from polx.train.ema import EMA
+from polx.train.val_metrics import group_loss_metrics, sample_mae
 from polx.train.run_dir import create_run_dir, manifest, record_resume, unique_dir
 from polx.train.schedule import lr_at, set_lr
 
@@ -449,9 +450,13 @@ class Trainer:
             self.model.eval()
             try:
                 if self.val_batches:
-                    losses = [float(self.model.compute_loss(self.data.val.get_batch(idxs))[0]) for idxs in self.val_batches]
-                    out["val_loss"] = float(np.mean(losses))
-                    out["val_action_mse"] = self._action_mse(self.data.val.get_batch(self.val_batches[0]))
+                    results = [self.model.compute_loss(self.data.val.get_batch(idxs)) for idxs in self.val_batches]
+                    out["val_loss"] = float(np.mean([float(loss) for loss, _ in results]))
+                    out.update(group_loss_metrics([metrics or {} for _, metrics in results]))
+                    first = self.data.val.get_batch(self.val_batches[0])
+                    out["val_action_mse"] = self._action_mse(first)
+                    groups = self.model.layout.groups if self.model.layout is not None else ()
+                    out.update(sample_mae(self.eval_policy, first, self.cfg.eval.sample_steps, t.seed, groups))
                 if train_batch is not None:
                     out["train_action_mse_error"] = self._action_mse(train_batch)
             finally:
