@@ -66,6 +66,7 @@ def test_padded_steps_and_masked_dims_never_change_the_sampled_mae(policy, seed,
     assert reference["val_action_mae_2step"] == pytest.approx(whole, rel=1e-5) and n_valid > 0
 
 
+@settings(deadline=None)
 @given(st.floats(0, 10), st.floats(0, 10))
 def test_imbalance_is_the_relative_gap_of_the_two_groups(left, right):
     value = imbalance([left, right])

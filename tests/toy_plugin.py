@@ -271,6 +271,16 @@ def has_json_logger(plugins) -> bool:
     return "json" in plugins.registry.names("logger")
 
 
+def train_head_on_toy(plugins, tmp_path, run_dir, head: str, *extra: str, argv=("test",)):
+    """A few steps of ``head`` on ``toy_reach`` into ``run_dir``, no rollouts; returns the run directory."""
+    from polx.runs import prepare_training
+    from polx.train.trainer import run_training
+
+    overrides = toy_overrides(tmp_path / "cache", "train.max_steps=3", "train.val_every=0", "eval.rollout_every=0", "eval.at_end=false", *extra)
+    plan = prepare_training(plugins, head=head, env="toy_reach", run_dir=run_dir, overrides=overrides, argv=list(argv))
+    return run_training(plan)
+
+
 def toy_overrides(cache_dir, *extra: str) -> list[str]:
     """A run of a few seconds: tiny windows, few steps, short rollouts."""
     return [

@@ -102,6 +102,10 @@ class TrainConfig:
     checkpoint_every: int = doc("steps between checkpoints/latest.ckpt writes; 0 = only at the end", default=5000, validator=non_negative)
     topk: int = doc("best checkpoints kept by test_mean_score, besides latest.ckpt", default=3, validator=non_negative)
     progress: bool = doc("show a progress bar", default=True)
+    init_from: str | None = doc(
+        "checkpoint whose weights (EMA when kept, normalizer included; not optimizer or step) start this run; null: fresh",
+        default=None,
+    )  # fmt: skip
 
     @device.validator
     def _check_device(self, attribute: attrs.Attribute, value: str) -> None:

@@ -147,7 +147,13 @@ class PaddingBlindHead:
         self.head, self.mask = head, mask
 
     def __call__(self, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        return self.head(torch.where(self.mask.to(sample.device), sample, 0.0), *args, **kwargs)
+        return self.head(self.blind(sample), *args, **kwargs)
+
+    def blind(self, sample: torch.Tensor) -> torch.Tensor:
+        return torch.where(self.mask.to(sample.device), sample, 0.0)
+
+    def cross_group_attention(self, sample: torch.Tensor, *args: Any) -> Any:
+        return self.head.cross_group_attention(self.blind(sample), *args)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.head, name)

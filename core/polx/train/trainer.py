@@ -53,8 +53,10 @@ from polx.train.checkpoint import (
 )
 from polx.train.data import EpochBatches, fixed_batches, load_training_data, make_loader
 from polx.train.ema import EMA
-from polx.train.val_metrics import group_loss_metrics, sample_mae
+from polx.train.val_metrics import cross_group_attention, group_loss_metrics, sample_mae
+from polx.train.warmstart import warm_start
 from polx.train.run_dir import create_run_dir, manifest, record_resume, unique_dir
+from polx.train.reproduce import peak_memory_mb, write_reproduction
 from polx.train.schedule import lr_at, set_lr
 
 
@@ -152,6 +154,8 @@ class Trainer:
                 f"dataset {str(self.data.path)!r}: {len(self.data.train)} training windows for {info.world_size} processes"
             )
         self.model = build_policy(self.plugins, cfg, self.shape_meta, self.data.normalizer).to(device)
+        if t.init_from is not None and not plan.resume:  # a resume's checkpoint already holds everything
+            warm_start(self.model, Path(t.init_from))
         self.spec = spec_summary(cfg, self.shape_meta)
         self.optimizer = make_optimizer(self.model, t, cfg.encoder)
         self.ema = None
@@ -319,6 +323,7 @@ class Trainer:
             "episodes": {"train": self.data.n_train_episodes, "val": self.data.n_val_episodes},
         }
         create_run_dir(run_dir, self.cfg, manifest(self.plugins, self.plan.argv, extra))
+        write_reproduction(run_dir, self.plan.argv)
         self.run_dir = run_dir
         self.ckpt_dir = run_dir / "checkpoints"
         self.topk = TopK(self.ckpt_dir, self.cfg.train.topk)
@@ -388,7 +393,7 @@ class Trainer:
     def _periodic(self, run: Run, window: _Window, last_batch: dict, bar: tqdm) -> None:
         t, ev, step = self.cfg.train, self.cfg.eval, self.step
         if step % t.log_every == 0:
-            record = {**window.pop(), "lr": self._lr(step - 1), "train_time_s": self.train_time}
+            record = {**window.pop(), "lr": self._lr(step - 1), "train_time_s": self.train_time, "peak_memory_mb": peak_memory_mb(self.device.type)}
             self._log(run, record)
             if self.print_progress:
                 self._print_progress(record)
@@ -423,7 +428,7 @@ class Trainer:
     def _finish(self, run: Run, window: _Window, last_batch: dict | None) -> None:
         pending = window.pop()
         if pending:
-            self._log(run, {**pending, "lr": self._lr(self.step - 1), "train_time_s": self.train_time})
+            self._log(run, {**pending, "lr": self._lr(self.step - 1), "train_time_s": self.train_time, "peak_memory_mb": peak_memory_mb(self.device.type)})
         # the final weights are saved before the final rollout: a rollout that fails, or a kill
         # during it, never costs the trained model
         self._save_latest()
@@ -457,6 +462,7 @@ class Trainer:
                     out["val_action_mse"] = self._action_mse(first)
                     groups = self.model.layout.groups if self.model.layout is not None else ()
                     out.update(sample_mae(self.eval_policy, first, self.cfg.eval.sample_steps, t.seed, groups))
+                    out.update(cross_group_attention(self.eval_policy, first, t.seed))
                 if train_batch is not None:
                     out["train_action_mse_error"] = self._action_mse(train_batch)
             finally:

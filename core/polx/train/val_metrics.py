@@ -71,3 +71,27 @@ def sample_mae(policy: Any, batch: dict, sample_steps: Iterable[int], seed: int,
     finally:
         policy.train(was_training)
     return out
+
+
+@torch.no_grad()
+def cross_group_attention(policy: Any, batch: dict, seed: int) -> dict[str, float]:
+    """``val_cross_group_attention``: the share of attention crossing between action groups, for heads
+    that measure it (``imf_attnres`` in ``split_communicating``), at the first sampling call (pure
+    noise, seeded); the mean over layers and groups of the mass a group's tokens put on the others'."""
+    head = policy.head
+    if not callable(getattr(head, "cross_group_attention", None)) or getattr(head, "mode", None) != "split_communicating":
+        return {}
+    was_training = policy.training
+    policy.eval()
+    try:
+        cond = policy.encode(batch["obs"])
+        B, spec = cond.shape[0], head.spec
+        generator = torch.Generator().manual_seed(seed)
+        z = torch.randn(B, spec.horizon, spec.action_dim, generator=generator).to(cond.device)
+        ones, zeros = torch.ones(B, device=cond.device), torch.zeros(B, device=cond.device)
+        attention = policy.objective_head.cross_group_attention(z, zeros, ones, cond)  # (n_layer, G, G)
+    finally:
+        policy.train(was_training)
+    G = attention.shape[-1]
+    crossing = attention.sum(dim=(-2, -1)) - attention.diagonal(dim1=-2, dim2=-1).sum(-1)  # (n_layer,)
+    return {"val_cross_group_attention": float(crossing.mean() / G)}

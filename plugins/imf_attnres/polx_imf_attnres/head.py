@@ -191,6 +191,44 @@ class IMFAttnResHead(nn.Module):
         h = self.final_norm(h)
         return HeadOutput(u=self.u_out(h), v=self.v_out(h) if self.v_out is not None else None)
 
+    def action_embeddings(self, sample: torch.Tensor) -> torch.Tensor:
+        """(G, B, T, D): what each action group's dims of ``sample`` (B, T, A) contribute to its action tokens.
+
+        Shared trunk: the group's columns of ``sample_emb`` (the bias counted in every group);
+        split streams: the stream's own embedding. Equal for a split head warm-started from a
+        shared one (``polx check warmstart`` compares them).
+        """
+        if self.mode in ("split_independent", "split_communicating"):
+            return torch.stack([stream.sample_emb(sample[..., s]) for stream, s in zip(self.streams, self.group_slices)])
+        weight, bias = self.sample_emb.weight, self.sample_emb.bias
+        return torch.stack([sample[..., s] @ weight[:, s].T + bias for s in self.group_slices])
+
+    def adapt_state_dict(self, source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Another ``imf_attnres`` head's weights in this head's keys: a ``shared`` head maps into each branch.
+
+        ``head_only_parallel``: the trunk as it is; each group's norm copied and its rows of the
+        output maps. Split modes: besides, the trunk (backbone) copied into every stream and each
+        stream's sample embedding = the group's columns of the shared one (with its bias). Weights
+        already in this head's layout pass unchanged; shapes are checked by the caller.
+        """
+        if self.mode == "shared" or "u_out.weight" not in source:
+            return dict(source)
+        split = self.mode != "head_only_parallel"
+        moved = ("final_norm.", "u_out.", "v_out.") + (("sample_emb.", "backbone.") if split else ())
+        out = {k: v for k, v in source.items() if not k.startswith(moved)}
+        for g, s in enumerate(self.group_slices):
+            prefix = f"streams.{g}.output." if split else f"outputs.{g}."
+            out[prefix + "final_norm.weight"] = source["final_norm.weight"]
+            for name in ("u_out", "v_out"):
+                if f"{name}.weight" in source:
+                    out[f"{prefix}{name}.weight"] = source[f"{name}.weight"][s]
+                    out[f"{prefix}{name}.bias"] = source[f"{name}.bias"][s]
+            if split:
+                out[f"streams.{g}.sample_emb.weight"] = source["sample_emb.weight"][:, s]
+                out[f"streams.{g}.sample_emb.bias"] = source["sample_emb.bias"]
+                out.update({f"streams.{g}.{k}": v for k, v in source.items() if k.startswith("backbone.")})
+        return out
+
     @torch.no_grad()
     def cross_group_attention(self, sample: torch.Tensor, r: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """(n_layer, G, G): the mean attention mass stream g's action tokens put on stream h's tokens.
