@@ -53,11 +53,11 @@ from polx.train.checkpoint import (
 )
 from polx.train.data import EpochBatches, fixed_batches, load_training_data, make_loader
 from polx.train.ema import EMA
+from polx.train.reproduce import peak_memory_mb, write_reproduction
+from polx.train.run_dir import create_run_dir, manifest, record_resume, unique_dir
+from polx.train.schedule import lr_at, set_lr
 from polx.train.val_metrics import cross_group_attention, group_loss_metrics, sample_mae
 from polx.train.warmstart import warm_start
-from polx.train.run_dir import create_run_dir, manifest, record_resume, unique_dir
-from polx.train.reproduce import peak_memory_mb, write_reproduction
-from polx.train.schedule import lr_at, set_lr
 
 
 def run_training(plan: TrainingPlan) -> Path:
@@ -441,7 +441,8 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self, train_batch: dict | None) -> dict[str, float]:
-        """Teacher-forced ``val_loss``; sampled ``val_action_mse`` and ``train_action_mse_error``.
+        """Teacher-forced ``val_loss``; sampled ``val_action_mse`` and ``train_action_mse_error``;
+        per-group losses, sampled MAE at ``eval.sample_steps`` and cross-group attention (``val_metrics``).
 
         The loss uses the trained weights, the sampled errors the evaluation (EMA) weights, as
         diffusion_policy does. A forked RNG with a fixed seed makes the loss's noise the same at
