@@ -102,7 +102,7 @@ def test_register_components_hook_fills_the_registry_with_each_components_extras
     plugins = load_plugins(entry_points=[], extra=[("provider", _provider())])
     head = plugins.registry.get("head", "pair")
     assert (head.plugin, head.default_objective, head.config_cls) == ("provider", "echo", Empty)
-    assert plugins.registry.names("logger") == ["list", "raising"]
+    assert plugins.registry.names("logger") == ["json", "list", "raising"]  # json: core's own
     assert plugins.info("provider").components == {"head": ["pair"], "logger": ["list", "raising"], "objective": ["echo"]}
 
 

@@ -110,6 +110,7 @@ class ToyReachConfig:
     max_speed: float = 0.1
     success_radius: float = 0.1
     image: bool = False
+    action_groups: bool = False  # declare the action's two coordinates as groups x and y (action layouts)
     cache_dir: str | None = None  # None: a directory under the system temp dir
 
 
@@ -168,6 +169,8 @@ class ToyReachAdapter:
         if config.image:
             obs = {"image": {"shape": [3, 16, 16], "type": "rgb"}, **obs}
         self.shape_meta = {"obs": obs, "action": {"shape": [2]}}
+        if config.action_groups:
+            self.shape_meta["action"]["groups"] = {"x": [0, 1], "y": [1, 2]}
 
     def make_env(self) -> ToyReachEnv:
         return ToyReachEnv(self.config)
@@ -260,6 +263,16 @@ def toy_plugins():
     from polx.plugins import load_plugins
 
     return load_plugins(entry_points=[], extra=[("toy", sys.modules[__name__])])
+
+
+def train_head_on_toy(plugins, tmp_path, run_dir, head: str, *extra: str, argv=("test",)):
+    """A few steps of ``head`` on ``toy_reach`` into ``run_dir``, no rollouts; returns the run directory."""
+    from polx.runs import prepare_training
+    from polx.train.trainer import run_training
+
+    overrides = toy_overrides(tmp_path / "cache", "train.max_steps=3", "train.val_every=0", "eval.rollout_every=0", "eval.at_end=false", *extra)
+    plan = prepare_training(plugins, head=head, env="toy_reach", run_dir=run_dir, overrides=overrides, argv=list(argv))
+    return run_training(plan)
 
 
 def toy_overrides(cache_dir, *extra: str) -> list[str]:

@@ -477,5 +477,27 @@ def plot(run_dir: Path, metrics: tuple[str, ...], out: Path | None) -> None:
     click.echo(str(path))
 
 
+from polx.check import check as _check  # noqa: E402  (its heavy imports are inside the command)
+
+main.add_command(_check)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), metavar="RUN_DIR...")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("compare"), show_default=True, help="Directory for the CSV and Markdown tables.")
+def compare(run_dirs: tuple[Path, ...], out: Path) -> None:
+    """Tables for a study: val_loss by step, sampled action MAE per step count, runtime and memory.
+
+    \b
+    Example (the four action-expert modes at one budget):
+      polx compare runs/study/shared runs/study/split_independent ... --out runs/study/tables
+    Writes OUT/val_loss.csv, OUT/sample_mae.csv, OUT/runtime.csv and OUT/compare.md (printed).
+    """
+    from polx.compare import compare_runs
+
+    click.echo(compare_runs(list(run_dirs), out))
+    click.echo(f"tables: {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

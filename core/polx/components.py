@@ -36,6 +36,13 @@ class ObsActionSpec:
     horizon: int
     n_obs_steps: int
     cond_dim: int
+    #: ``(name, start, stop)`` per action group in the head's action (``polx.policy.layout``);
+    #: empty: one group of every dimension. Heads with per-group experts read it.
+    action_groups: tuple[tuple[str, int, int], ...] = ()
+
+    def groups(self) -> tuple[tuple[str, int, int], ...]:
+        """``action_groups``, or one group ``action`` covering ``[0, action_dim)``."""
+        return self.action_groups or (("action", 0, self.action_dim),)
 
 
 @runtime_checkable

@@ -102,6 +102,10 @@ class TrainConfig:
     checkpoint_every: int = doc("steps between checkpoints/latest.ckpt writes; 0 = only at the end", default=5000, validator=non_negative)
     topk: int = doc("best checkpoints kept by test_mean_score, besides latest.ckpt", default=3, validator=non_negative)
     progress: bool = doc("show a progress bar", default=True)
+    init_from: str | None = doc(
+        "checkpoint whose weights (EMA when kept, normalizer included; not optimizer or step) start this run; null: fresh",
+        default=None,
+    )  # fmt: skip
 
     @device.validator
     def _check_device(self, attribute: attrs.Attribute, value: str) -> None:
@@ -127,6 +131,15 @@ class EvalConfig:
     n_envs: int = doc("processes that run episodes; results do not depend on it", default=1, validator=positive)
     n_vis: int = doc("test episodes drawn as trajectory PNGs (the first n_vis)", default=4, validator=non_negative)
     num_steps: int | None = doc("sampling steps per chunk; null: the objective's default", default=None, validator=positive)
+    sample_steps: tuple[int, ...] = doc(
+        "at each validation, val_action_mae_<n>step (masked, per action group) with each n sampling steps, e.g. [1, 4, 16]; [] = none",
+        default=(),
+    )  # fmt: skip
+
+    @sample_steps.validator
+    def _check_sample_steps(self, attribute: attrs.Attribute, value: tuple[int, ...]) -> None:
+        if any(n < 1 for n in value):
+            raise ValueError(f"sample_steps: every step count must be >= 1; got {list(value)!r}")
 
 
 @define(frozen=True, kw_only=True)
@@ -136,6 +149,11 @@ class PolicyConfig:
     horizon: int = doc("steps in a predicted action chunk", default=16, validator=positive)
     n_obs_steps: int = doc("observation steps that condition a chunk", default=2, validator=positive)
     n_action_steps: int = doc("actions executed per chunk, from the newest observation's step", default=8, validator=positive)
+    action_layout: str = doc(
+        "natural: the env's action as it is; packed: each action group zero-padded to group_width (padding masked)",
+        default="natural", validator=one_of("natural", "packed"),
+    )  # fmt: skip
+    group_width: int | None = doc("packed layout: dims per action group; null: the widest group", default=None, validator=positive)
 
     def __attrs_post_init__(self) -> None:
         if self.n_obs_steps - 1 + self.n_action_steps > self.horizon:

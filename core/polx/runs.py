@@ -107,7 +107,10 @@ def _absolute(path: str | None, base: Path) -> str | None:
 def _with_absolute_data_path(config: RunConfig, base: Path) -> RunConfig:
     """``data.path`` made absolute against ``base``, so a resume from elsewhere reads the same data."""
     path = _absolute(config.data.path, base)
-    return config if path is None else attrs.evolve(config, data=attrs.evolve(config.data, path=path))
+    if path is not None:
+        config = attrs.evolve(config, data=attrs.evolve(config.data, path=path))
+    init_from = _absolute(config.train.init_from, base)  # the warm start's checkpoint, likewise
+    return config if init_from is None else attrs.evolve(config, train=attrs.evolve(config.train, init_from=init_from))
 
 
 def _saved_cwd(run_dir: Path) -> Path | None:

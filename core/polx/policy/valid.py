@@ -37,3 +37,15 @@ def batch_valid(batch: dict) -> torch.Tensor:
 def masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Mean of ``values`` over valid entries (0 when none); ``where``, not a product, so masked NaN/inf never leak."""
     return torch.where(valid, values, 0.0).sum() / valid.sum().clamp_min(1)
+
+
+def group_means(values: torch.Tensor, valid: torch.Tensor, groups) -> dict[str, torch.Tensor]:
+    """``masked_mean`` of ``values`` (B, T, A) over each action group's dims, ``{"group_loss_<name>": mean}``.
+
+    ``groups``: ``(name, start, stop)`` triples, as ``spec.groups()`` gives. Empty for one group:
+    the plain loss already says it. Objectives add these to their metrics, so the trainer can log
+    per-group losses and their imbalance without knowing the objective.
+    """
+    if len(groups) < 2:
+        return {}
+    return {f"group_loss_{name}": masked_mean(values[..., start:stop], valid[..., start:stop]) for name, start, stop in groups}

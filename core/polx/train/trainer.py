@@ -54,8 +54,11 @@ from polx.train.checkpoint import (
 )
 from polx.train.data import EpochBatches, fixed_batches, load_training_data, make_loader
 from polx.train.ema import EMA
+from polx.train.reproduce import peak_memory_mb, write_reproduction
 from polx.train.run_dir import create_run_dir, manifest, record_resume, unique_dir
 from polx.train.schedule import lr_at, set_lr
+from polx.train.val_metrics import cross_group_attention, group_loss_metrics, sample_mae
+from polx.train.warmstart import warm_start
 
 
 def run_training(plan: TrainingPlan) -> Path:
@@ -150,6 +153,8 @@ class Trainer:
                 f"dataset {str(self.data.path)!r}: {len(self.data.train)} training windows for {info.world_size} processes"
             )
         self.model = build_policy(self.plugins, cfg, self.shape_meta, self.data.normalizer).to(device)
+        if t.init_from is not None and not plan.resume:  # a resume's checkpoint already holds everything
+            warm_start(self.model, Path(t.init_from))
         self.spec = spec_summary(cfg, self.shape_meta)
         self.optimizer = make_optimizer(self.model, t, cfg.encoder)
         self.ema = None
@@ -317,6 +322,7 @@ class Trainer:
             "episodes": {"train": self.data.n_train_episodes, "val": self.data.n_val_episodes},
         }
         create_run_dir(run_dir, self.cfg, manifest(self.plugins, self.plan.argv, extra))
+        write_reproduction(run_dir, self.plan.argv)
         self.run_dir = run_dir
         self.ckpt_dir = run_dir / "checkpoints"
         self.topk = TopK(self.ckpt_dir, self.cfg.train.topk)
@@ -386,7 +392,7 @@ class Trainer:
     def _periodic(self, run: Run, window: _Window, last_batch: dict, bar: tqdm) -> None:
         t, ev, step = self.cfg.train, self.cfg.eval, self.step
         if step % t.log_every == 0:
-            record = {**window.pop(), "lr": self._lr(step - 1), "train_time_s": self.train_time}
+            record = {**window.pop(), "lr": self._lr(step - 1), "train_time_s": self.train_time, "peak_memory_mb": peak_memory_mb(self.device.type)}
             self._log(run, record)
             if self.print_progress:
                 self._print_progress(record)
@@ -421,7 +427,7 @@ class Trainer:
     def _finish(self, run: Run, window: _Window, last_batch: dict | None) -> None:
         pending = window.pop()
         if pending:
-            self._log(run, {**pending, "lr": self._lr(self.step - 1), "train_time_s": self.train_time})
+            self._log(run, {**pending, "lr": self._lr(self.step - 1), "train_time_s": self.train_time, "peak_memory_mb": peak_memory_mb(self.device.type)})
         # the final weights are saved before the final rollout: a rollout that fails, or a kill
         # during it, never costs the trained model
         self._save_latest()
@@ -434,7 +440,8 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self, train_batch: dict | None) -> dict[str, float]:
-        """Teacher-forced ``val_loss``; sampled ``val_action_mse`` and ``train_action_mse_error``.
+        """Teacher-forced ``val_loss``; sampled ``val_action_mse`` and ``train_action_mse_error``;
+        per-group losses, sampled MAE at ``eval.sample_steps`` and cross-group attention (``val_metrics``).
 
         The loss uses the trained weights, the sampled errors the evaluation (EMA) weights, as
         diffusion_policy does. A forked RNG with a fixed seed makes the loss's noise the same at
@@ -448,9 +455,14 @@ class Trainer:
             self.model.eval()
             try:
                 if self.val_batches:
-                    losses = [float(self.model.compute_loss(self.data.val.get_batch(idxs))[0]) for idxs in self.val_batches]
-                    out["val_loss"] = float(np.mean(losses))
-                    out["val_action_mse"] = self._action_mse(self.data.val.get_batch(self.val_batches[0]))
+                    results = [self.model.compute_loss(self.data.val.get_batch(idxs)) for idxs in self.val_batches]
+                    out["val_loss"] = float(np.mean([float(loss) for loss, _ in results]))
+                    out.update(group_loss_metrics([metrics or {} for _, metrics in results]))
+                    first = self.data.val.get_batch(self.val_batches[0])
+                    out["val_action_mse"] = self._action_mse(first)
+                    groups = self.model.layout.groups if self.model.layout is not None else ()
+                    out.update(sample_mae(self.eval_policy, first, self.cfg.eval.sample_steps, t.seed, groups))
+                    out.update(cross_group_attention(self.eval_policy, first, t.seed))
                 if train_batch is not None:
                     out["train_action_mse_error"] = self._action_mse(train_batch)
             finally:

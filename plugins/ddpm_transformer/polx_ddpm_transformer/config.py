@@ -24,6 +24,9 @@ class DDPMTransformerConfig:
     causal_attn: bool = True  # action i attends to actions <= i and to obs tokens up to its step
     time_as_cond: bool = True  # time token in the memory; false: prepended to the action tokens
     n_cond_layers: int = field(default=0, validator=non_negative)  # 0: per-token MLP memory encoder
+    #: shared | head_only_parallel (own final LayerNorm + output map per action group); the split
+    #: modes are imf_attnres's (this head's decoder is torch's fused nn.TransformerDecoder)
+    action_expert_mode: str = field(default="shared", validator=one_of("shared", "head_only_parallel"))
 
     def __attrs_post_init__(self) -> None:
         if self.n_emb % self.n_head:

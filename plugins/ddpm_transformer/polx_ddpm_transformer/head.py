@@ -79,8 +79,12 @@ class DiffusionTransformer(nn.Module):
             n_emb, config.n_head, 4 * n_emb, config.p_drop_attn, activation="gelu", batch_first=True, norm_first=True
         )
         self.decoder = nn.TransformerDecoder(layer, config.n_layer)
-        self.ln_f = nn.LayerNorm(n_emb)
-        self.head = nn.Linear(n_emb, spec.action_dim)
+        if config.action_expert_mode == "head_only_parallel":  # per action group: own norm and output map
+            widths = [stop - start for _, start, stop in spec.groups()]
+            self.group_heads = nn.ModuleList(nn.Sequential(nn.LayerNorm(n_emb), nn.Linear(n_emb, w)) for w in widths)
+        else:
+            self.ln_f = nn.LayerNorm(n_emb)
+            self.head = nn.Linear(n_emb, spec.action_dim)
 
         if config.causal_attn:
             tgt_mask, memory_mask = causal_masks(spec.horizon, spec.n_obs_steps, config.time_as_cond)
@@ -130,6 +134,8 @@ class DiffusionTransformer(nn.Module):
         x = self.decoder(tgt=x, memory=memory, tgt_mask=self.tgt_mask, memory_mask=self.memory_mask)
         if not self.config.time_as_cond:
             x = x[:, 1:]  # drop the time token: (B, T, n_emb)
+        if self.config.action_expert_mode == "head_only_parallel":
+            return torch.cat([head(x) for head in self.group_heads], dim=-1)  # (B, T, A), groups in order
         return self.head(self.ln_f(x))  # (B, T, A)
 
     def get_optim_groups(self, weight_decay: float) -> list[dict]:

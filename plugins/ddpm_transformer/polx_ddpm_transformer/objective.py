@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from polx.errors import UserInputError
-from polx.policy.valid import batch_valid
+from polx.policy.valid import batch_valid, group_means
 from polx_ddpm_transformer.config import DDPMConfig
 from polx_ddpm_transformer.schedule import NoiseSchedule, make_betas, sample_ddim, sample_ddpm
 
@@ -37,8 +37,9 @@ class DDPMObjective:
         err = torch.where(valid, (pred - target) ** 2, torch.zeros_like(pred))
         n_valid = valid.sum()
         loss = err.sum() / n_valid.clamp(min=1)
-        mse, frac = torch.stack([loss.detach(), n_valid / valid.numel()]).tolist()  # one device sync
-        return loss, {"mse": mse, "valid_fraction": frac}
+        groups = group_means((pred - target).detach() ** 2, valid, head.spec.groups())  # mse per action group
+        values = torch.stack([loss.detach(), n_valid / valid.numel(), *groups.values()]).tolist()  # one device sync
+        return loss, {"mse": values[0], "valid_fraction": values[1], **dict(zip(groups, values[2:]))}
 
     def sample(
         self, head: nn.Module, cond: torch.Tensor, num_steps: int | None, generator: torch.Generator | None

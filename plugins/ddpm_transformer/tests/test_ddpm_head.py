@@ -157,3 +157,21 @@ def test_defaults_are_diffusion_policys_pusht_transformer():
     c = DDPMTransformerConfig()
     assert (c.n_layer, c.n_head, c.n_emb, c.p_drop_emb, c.p_drop_attn) == (8, 4, 256, 0.0, 0.3)
     assert (c.causal_attn, c.time_as_cond, c.n_cond_layers) == (True, True, 0)
+
+
+def test_head_only_parallel_maps_each_action_group_with_its_own_norm_and_output():
+    from polx_ddpm_transformer.config import DDPMTransformerConfig
+    from polx_ddpm_transformer.head import build_head
+
+    spec = ObsActionSpec(action_dim=5, horizon=4, n_obs_steps=2, cond_dim=3, action_groups=(("left", 0, 2), ("right", 2, 5)))
+    torch.manual_seed(0)
+    head = build_head(DDPMTransformerConfig(n_emb=16, n_layer=1, n_head=2, action_expert_mode="head_only_parallel"), spec).eval()
+    assert [h[1].out_features for h in head.group_heads] == [2, 3]
+    sample, cond = torch.randn(2, 4, 5), torch.randn(2, 2, 3)
+    out = head(sample, torch.tensor([3, 7]), cond)
+    assert out.shape == (2, 4, 5)
+    with torch.no_grad():
+        head.group_heads[1][1].bias.add_(1.0)  # the right arm's output map moves the right arm's dims alone
+    moved = head(sample, torch.tensor([3, 7]), cond)
+    assert torch.equal(moved[..., :2], out[..., :2]) and torch.allclose(moved[..., 2:], out[..., 2:] + 1.0)
+    assert sum(len(g["params"]) for g in head.get_optim_groups(0.1)) == len(list(head.parameters()))

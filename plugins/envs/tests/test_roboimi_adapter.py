@@ -25,7 +25,7 @@ def test_make_env_observations_match_shape_meta_and_pickle():
     adapter = pickle.loads(pickle.dumps(RoboIMIAdapter(RoboIMIConfig(image_size=SIZE))))
     assert adapter.name == "roboimi"
     meta = adapter.shape_meta
-    assert meta["action"] == {"shape": [16]}
+    assert meta["action"] == {"shape": [16], "groups": {"left": [0, 8], "right": [8, 16]}}  # one group per arm
     assert {k: v["type"] for k, v in meta["obs"].items()} == {"r_vis": "rgb", "top": "rgb", "front": "rgb", "qpos": "low_dim"}
     env = pickle.loads(pickle.dumps(adapter.make_env()))
     obs, _ = env.reset(seed=0)

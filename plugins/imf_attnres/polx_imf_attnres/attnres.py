@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from polx_imf_attnres.layers import GroupedQuerySelfAttention, RMSNorm, RMSNormNoWeight, SwiGLUFFN
+from polx_imf_attnres.layers import GroupedQuerySelfAttention, RMSNorm, RMSNormNoWeight, SwiGLUFFN, joint_attention
 
 
 class AttnResOperator(nn.Module):
@@ -98,36 +98,82 @@ class AttnResTransformerBackbone(nn.Module):
     ) -> torch.Tensor:
         """``x`` (B, L, D) token embeddings -> (B, L, D); rotary ``cos``/``sin`` (L, head_dim)."""
 
-        def run(sub: AttnResSubLayer, h: torch.Tensor) -> torch.Tensor:
-            if isinstance(sub.body, GroupedQuerySelfAttention):
-                return sub(h, cos=cos, sin=sin, attn_mask=attn_mask)
-            return sub(h)
-
-        if self.backbone_type == "vanilla":
-            for sub in self.sublayers:
-                x = x + run(sub, x)
-            return x
-
-        mixers = [sub.mix for sub in self.sublayers] + [self.out_mix]  # mixer j builds sublayer j's input
-        queries = torch.stack([m.pseudo_query for m in mixers], dim=1)  # (D, n_mixers)
-        key_norm = self.out_mix.key_norm
-
-        blocks = [x]  # finished sources: the embedding, then one sum per finished block
-        block_scores = [key_norm(x) @ queries]  # (B, L, n_mixers) each: every mixer's logit for it
-        partial: torch.Tensor | None = None  # sum of the current block's outputs so far
-
-        def mix(j: int) -> torch.Tensor:
-            scores = [s[..., j] for s in block_scores]
-            values = blocks
-            if partial is not None:  # still changing, so scored only for the mixer that reads it now
-                scores, values = scores + [key_norm(partial) @ queries[:, j]], blocks + [partial]
-            return mixers[j](values, torch.stack(scores))
-
+        depth = self.depth_state(x)
         for j, sub in enumerate(self.sublayers):
-            out = run(sub, mix(j))  # (B, L, D)
-            partial = out if partial is None else partial + out
-            if (j + 1) % self.block_size == 0:
-                blocks.append(partial)
-                block_scores.append(key_norm(partial) @ queries)
-                partial = None
-        return mix(len(self.sublayers))
+            h = depth.input(j)
+            out = sub(h, cos=cos, sin=sin, attn_mask=attn_mask) if isinstance(sub.body, GroupedQuerySelfAttention) else sub(h)
+            depth.add(j, out)
+        return depth.output()
+
+    def depth_state(self, x: torch.Tensor) -> "DepthState":
+        """The residual (vanilla) or AttnRes source state of one pass over the embeddings ``x``."""
+        return DepthState(self, x)
+
+
+class DepthState:
+    """What one backbone pass carries from sublayer to sublayer, so several backbones can run in lockstep.
+
+    ``input(j)`` is sublayer ``j``'s input, ``add(j, out)`` records its raw output, ``output()`` is the
+    backbone's result. Vanilla: one residual stream. AttnRes: the finished sources (the embedding,
+    then one sum per finished block), every mixer's logit for each (pseudo-queries do not depend on
+    the input, so a source is scored against all of them once, when it is made), and the current
+    block's partial sum, scored only for the mixer that reads it now.
+    """
+
+    def __init__(self, backbone: AttnResTransformerBackbone, x: torch.Tensor):
+        self.vanilla = backbone.backbone_type == "vanilla"
+        self.block_size = backbone.block_size
+        self.residual = x
+        if self.vanilla:
+            return
+        self.mixers = [sub.mix for sub in backbone.sublayers] + [backbone.out_mix]  # mixer j builds sublayer j's input
+        self.queries = torch.stack([m.pseudo_query for m in self.mixers], dim=1)  # (D, n_mixers)
+        self.key_norm = backbone.out_mix.key_norm
+        self.blocks = [x]
+        self.block_scores = [self.key_norm(x) @ self.queries]  # (B, L, n_mixers) each
+        self.partial: torch.Tensor | None = None  # sum of the current block's outputs so far
+
+    def input(self, j: int) -> torch.Tensor:
+        if self.vanilla:
+            return self.residual
+        scores = [s[..., j] for s in self.block_scores]
+        values = self.blocks
+        if self.partial is not None:  # still changing, so scored only for the mixer that reads it now
+            scores, values = scores + [self.key_norm(self.partial) @ self.queries[:, j]], self.blocks + [self.partial]
+        return self.mixers[j](values, torch.stack(scores))
+
+    def add(self, j: int, out: torch.Tensor) -> None:
+        if self.vanilla:
+            self.residual = self.residual + out
+            return
+        self.partial = out if self.partial is None else self.partial + out
+        if (j + 1) % self.block_size == 0:
+            self.blocks.append(self.partial)
+            self.block_scores.append(self.key_norm(self.partial) @ self.queries)
+            self.partial = None
+
+    def output(self) -> torch.Tensor:
+        return self.residual if self.vanilla else self.input(len(self.mixers) - 1)
+
+
+def lockstep_forward(
+    backbones: list[AttnResTransformerBackbone],
+    xs: list[torch.Tensor],
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    probe: list | None = None,
+) -> list[torch.Tensor]:
+    """Backbones of one architecture, one token stream each, whose attention sublayers attend jointly
+    over all streams (``joint_attention``); FFNs and depth mixing stay per stream."""
+    states = [b.depth_state(x) for b, x in zip(backbones, xs)]
+    for j, subs in enumerate(zip(*(b.sublayers for b in backbones))):
+        hs = [state.input(j) for state in states]
+        if isinstance(subs[0].body, GroupedQuerySelfAttention):
+            ys = joint_attention([s.body for s in subs], [s.norm(h) for s, h in zip(subs, hs)], cos, sin, attn_mask, probe)
+            outs = [s.drop(y) for s, y in zip(subs, ys)]
+        else:
+            outs = [s(h) for s, h in zip(subs, hs)]
+        for state, out in zip(states, outs):
+            state.add(j, out)
+    return [state.output() for state in states]

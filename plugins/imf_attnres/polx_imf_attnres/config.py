@@ -7,6 +7,8 @@ from attrs import define, field
 from polx.config import in_range, non_negative, one_of, positive
 
 BACKBONE_TYPES = ("attnres_full", "attnres_block", "vanilla")
+#: how the head factorises over the action groups (``spec.action_groups``; see head.py)
+ACTION_EXPERT_MODES = ("shared", "head_only_parallel", "split_independent", "split_communicating")
 
 
 @define(frozen=True, kw_only=True)
@@ -28,6 +30,10 @@ class IMFAttnResConfig:
     rope_base: float = field(default=10000.0, validator=positive)
     dropout: float = field(default=0.0, validator=in_range(0.0, 1.0))  # embeddings and sublayer outputs
     attn_dropout: float = field(default=0.0, validator=in_range(0.0, 1.0))
+    #: shared | head_only_parallel (own final norm + output maps per group) | split_independent (a
+    #: transformer stream per group, no attention between groups) | split_communicating (streams
+    #: that attend to each other); groups from the env (``policy.action_layout``)
+    action_expert_mode: str = field(default="shared", validator=one_of(*ACTION_EXPERT_MODES))
 
     def __attrs_post_init__(self) -> None:
         if self.n_emb % self.n_head:

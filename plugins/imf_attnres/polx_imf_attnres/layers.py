@@ -82,6 +82,14 @@ class GroupedQuerySelfAttention(nn.Module):
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """``x`` (B, L, D) -> (B, L, D); ``attn_mask`` (L, L) bool, True where attending is allowed."""
+        q, k, v = self.project(x, cos, sin)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, L, hd)
+        return self.merge(y)
+
+    def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x`` (B, L, D) -> rotated ``q``, ``k`` and ``v``, each (B, n_head, L, head_dim) (kv heads repeated)."""
         B, L, _ = x.shape
         qkv = self.qkv_proj(x).view(B, L, self.n_head + 2 * self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k, v = qkv.split([self.n_head, self.n_kv_head, self.n_kv_head], dim=1)  # (B, H or Hkv, L, hd)
@@ -89,10 +97,45 @@ class GroupedQuerySelfAttention(nn.Module):
         if self.n_kv_head != self.n_head:  # each key/value head serves n_head / n_kv_head query heads
             group = self.n_head // self.n_kv_head
             k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, L, hd)
+        return q, k, v
+
+    def merge(self, y: torch.Tensor) -> torch.Tensor:
+        """Attention output (B, H, L, hd) -> (B, L, D) through the output projection."""
+        B, _, L, _ = y.shape
         return self.out_proj(y.transpose(1, 2).reshape(B, L, self.n_head * self.head_dim))
+
+
+def joint_attention(
+    attns: list[GroupedQuerySelfAttention],
+    xs: list[torch.Tensor],
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    probe: list | None = None,
+) -> list[torch.Tensor]:
+    """Several token streams, each with its own attention weights, attending over all streams' tokens.
+
+    Stream ``g``'s queries see the keys and values of every stream (its own projections of its own
+    tokens): the mixture-of-transformers pattern of per-arm action experts that still talk. Every
+    stream has the same ``L`` positions (rotary angles by position within a stream, so a token
+    meets its counterpart in another stream at relative offset 0). ``attn_mask`` (L, L) applies
+    within and across streams alike. ``probe``: a list that receives each stream's attention
+    probabilities (B, H, L, G * L) (explicit softmax; for diagnostics, not training).
+    """
+    projected = [attn.project(x, cos, sin) for attn, x in zip(attns, xs)]
+    k = torch.cat([p[1] for p in projected], dim=2)  # (B, H, G * L, hd)
+    v = torch.cat([p[2] for p in projected], dim=2)
+    mask = attn_mask.repeat(1, len(xs)) if attn_mask is not None else None  # (L, G * L)
+    outs = []
+    for attn, (q, _, _) in zip(attns, projected):
+        if probe is not None:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            probe.append(scores.softmax(dim=-1))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=attn.dropout if attn.training else 0.0)
+        outs.append(attn.merge(y))
+    return outs
 
 
 class SwiGLUFFN(nn.Module):

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from polx.policy.valid import batch_valid, masked_mean
+from polx.policy.valid import batch_valid, group_means, masked_mean
 from polx_imf_attnres.config import IMFConfig
 from polx_imf_attnres.jvp import time_derivative
 
@@ -143,6 +143,7 @@ class IMFObjective:
         logged = {"loss": loss, **terms}
         if self.config.loss_weighting == "adaptive":  # the weighted terms hover near 1; log the plain errors too
             logged.update({f"mse_{k}": masked_mean(sq, valid) for k, sq in sq_errs.items()})
+        logged.update(group_means(sum(sq_errs.values()), valid, head.spec.groups()))  # plain mse per action group
         metrics = dict(zip(logged, torch.stack([m.detach() for m in logged.values()]).tolist()))  # one device sync
         return loss, metrics
 

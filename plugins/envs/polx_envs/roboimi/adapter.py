@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 
 from polx.errors import DatasetError
-from polx_envs.roboimi.config import ACTION_DIM, QPOS_DIM, RoboIMIConfig
+from polx_envs.roboimi.config import ACTION_DIM, ARMS, QPOS_DIM, RoboIMIConfig
 
 
 class PolicyObservation(gym.ObservationWrapper):
@@ -42,7 +42,9 @@ class RoboIMIAdapter:
         size = self.config.image_size
         obs: dict = {cam: {"shape": [3, size, size], "type": "rgb"} for cam in self.config.cameras}
         obs["qpos"] = {"shape": [QPOS_DIM], "type": "low_dim"}
-        self.shape_meta = {"obs": obs, "action": {"shape": [ACTION_DIM]}}
+        # one group per arm (left 0:8, right 8:16): what policy.action_layout=packed and per-arm heads use
+        groups = {arm: [i * ACTION_DIM // len(ARMS), (i + 1) * ACTION_DIM // len(ARMS)] for i, arm in enumerate(ARMS)}
+        self.shape_meta = {"obs": obs, "action": {"shape": [ACTION_DIM], "groups": groups}}
 
     def make_env(self) -> gym.Env:
         from polx_envs.roboimi.env import RoboIMIEnv

@@ -71,6 +71,7 @@ class RoboIMIConfig:
 ROBOIMI_PRESET: dict = {
     "env": {"image_size": 96},
     "encoder": {"crop_shape": [84, 84]},
-    "policy": {"horizon": 16, "n_obs_steps": 2, "n_action_steps": 8},
+    # group_width 16: policy.action_layout=packed lays the arms out as [L8, 0x8, R8, 0x8], 32 wide
+    "policy": {"horizon": 16, "n_obs_steps": 2, "n_action_steps": 8, "group_width": 16},
     "eval": {"max_steps": 400, "n_test": 5, "n_train": 0, "n_vis": 5},
 }
