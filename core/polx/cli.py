@@ -117,7 +117,7 @@ def plugins_list(as_json: bool) -> None:
     from polx.plugins import CORE_PLUGIN_NAME, PluginInfo
 
     loaded = _plugins()
-    core = PluginInfo(  # core's built-in components (the JSON log), listed like a plugin's
+    core = PluginInfo(  # core's built-in components (JSON log, dataset formats, offline env), listed like a plugin's
         name="core",
         version=__version__,
         distribution="polx",
