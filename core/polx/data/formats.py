@@ -92,6 +92,17 @@ def episode_bounds(reader: Any, i: int) -> tuple[int, int]:
     return (int(ends[i - 1]) if i > 0 else 0), int(ends[i])
 
 
+def episode_spans(episode_ends: np.ndarray, start: int, stop: int):
+    """``(episode, its first step, a, b)`` for each episode holding steps of ``[start, stop)``: its
+    steps ``a..b`` (global indices). Readers that store one file or video per episode read by it."""
+    first = int(np.searchsorted(episode_ends, start, side="right"))
+    for e in range(first, len(episode_ends)):
+        lo = int(episode_ends[e - 1]) if e else 0
+        if lo >= stop:
+            break
+        yield e, lo, max(start, lo), min(stop, int(episode_ends[e]))
+
+
 def load_arrays(reader: Any, keys: list[str] | None = None) -> dict[str, np.ndarray]:
     """Whole arrays in memory (all keys by default)."""
     return {key: reader.read(key, 0, int(reader.episode_ends[-1])) for key in (reader.keys() if keys is None else keys)}

@@ -19,15 +19,14 @@ variant (``compress`` attribute true) is refused: decompress it first.
 from __future__ import annotations
 
 import re
-import shutil
-import uuid
 from pathlib import Path
 from typing import Iterable
 
 import attrs
 import numpy as np
 
-from polx.data.formats import is_image
+from polx.data.formats import episode_spans, is_image
+from polx.data.staging import staged_dir
 from polx.errors import DatasetError
 
 HELP = "ACT/RoboIMI HDF5 episode directory (episode_N.hdf5: /action, /observations/qpos, /observations/images/<cam>)"
@@ -144,12 +143,7 @@ class Hdf5Reader:
         step, dtype = self._layout[key]
         stop = min(stop, int(self.episode_ends[-1]))
         out = np.empty((max(0, stop - start), *step), dtype=dtype)
-        first = int(np.searchsorted(self.episode_ends, start, side="right"))
-        for e in range(first, len(self.files)):
-            lo = int(self.episode_ends[e - 1]) if e else 0
-            if lo >= stop:
-                break
-            a, b = max(start, lo), min(stop, int(self.episode_ends[e]))
+        for e, lo, a, b in episode_spans(self.episode_ends, start, stop):
             try:
                 out[a - start : b - start] = self._handles[e][self._paths[key]][a - lo : b - lo]
             except Exception as exc:  # a damaged data block
@@ -196,13 +190,8 @@ def write_hdf5_episodes(out: Path, episodes: Iterable[dict[str, np.ndarray]], at
     """
     import h5py
 
-    out = Path(out)
-    if out.exists():
-        raise DatasetError(f"dataset {str(out)!r} already exists; choose a new path (nothing was written)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:12]}")
-    tmp.mkdir()
-    try:
+    with staged_dir(out) as tmp:
+        tmp.mkdir()
         n = 0
         for n, episode in enumerate(episodes, start=1):
             if "action" not in episode:
@@ -216,7 +205,4 @@ def write_hdf5_episodes(out: Path, episodes: Iterable[dict[str, np.ndarray]], at
                     f.create_dataset(hdf5_path(key, value.shape, value.dtype), data=value)
         if n == 0:
             raise DatasetError(f"dataset {str(out)!r}: no episodes were given (nothing was written)")
-        tmp.rename(out)
         return n
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

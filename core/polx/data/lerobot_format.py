@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import uuid
 from collections import OrderedDict
 from pathlib import Path
 from typing import Iterable
@@ -38,7 +36,8 @@ from typing import Iterable
 import attrs
 import numpy as np
 
-from polx.data.formats import is_image
+from polx.data.formats import episode_spans, is_image
+from polx.data.staging import staged_dir
 from polx.errors import DatasetError
 
 HELP = "LeRobotDataset v2.1/v3.0 directory on local disk (meta/info.json, data/*.parquet, videos/*.mp4)"
@@ -267,12 +266,7 @@ class LeRobotReader:
             values = column.flatten() if step else column
             return values.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(-1, *step)
         out = np.empty((max(0, stop - start), *step), dtype=np.uint8)
-        first = int(np.searchsorted(self.episode_ends, start, side="right"))
-        for e in range(first, len(self.episode_ends)):
-            lo = int(self.episode_ends[e - 1]) if e else 0
-            if lo >= stop:
-                break
-            a, b = max(start, lo), min(stop, int(self.episode_ends[e]))
+        for e, lo, a, b in episode_spans(self.episode_ends, start, stop):
             frames = self._cache.get((key, e), lambda: self._decode_episode(key, e))
             out[a - start : b - start] = frames[a - lo : b - lo]
         return out
@@ -365,12 +359,7 @@ def write_lerobot(out: Path, episodes: Iterable[dict[str, np.ndarray]], fps: flo
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = Path(out)
-    if out.exists():
-        raise DatasetError(f"dataset {str(out)!r} already exists; choose a new path (nothing was written)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:12]}")
-    try:
+    with staged_dir(out) as tmp:
         columns: dict[str, list] = {}
         features: dict[str, dict] = {}
         lengths: list[int] = []
@@ -433,7 +422,4 @@ def write_lerobot(out: Path, episodes: Iterable[dict[str, np.ndarray]], fps: flo
             "features": {**features, **{k: {"dtype": d, "shape": [1], "names": None} for k, d in bookkeeping.items()}},
         }
         (tmp / "meta" / "info.json").write_text(json.dumps(info, indent=2))
-        tmp.rename(out)
         return len(lengths)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

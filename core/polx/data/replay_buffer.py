@@ -16,8 +16,6 @@ indexing, so training code calls ``load()`` once and samples from memory.
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -27,6 +25,7 @@ import numpy as np
 import zarr
 from zarr.storage import LocalStore
 
+from polx.data.staging import staged_dir
 from polx.errors import DatasetError
 
 _LAYOUT = "a zarr replay buffer (data/<key> arrays of equal length and meta/episode_ends)"
@@ -138,27 +137,17 @@ class ReplayBuffer:
         Episodes are written to a hidden sibling directory that is renamed to ``path`` on success
         and removed on error, so ``path`` never holds a half-written dataset.
         """
-        path = Path(path)
-        if path.exists():
-            raise DatasetError(f"dataset {str(path)!r} already exists; choose a new path (nothing was written)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.partial-{uuid.uuid4().hex[:12]}")
-        try:
+        with staged_dir(path) as tmp:
             root = zarr.open_group(store=LocalStore(tmp), mode="w-", zarr_format=2)
             root.require_group("data")
             root.create_array(
                 "meta/episode_ends", shape=(0,), chunks=(_MAX_CHUNK_STEPS,), dtype="int64", compressors=_COMPRESSOR,
                 config=_WRITE_EVERY_CHUNK,
             )
-            rb = cls(path, root, np.zeros(0, dtype=np.int64), writable=True)
+            rb = cls(Path(path), root, np.zeros(0, dtype=np.int64), writable=True)
             yield rb
             if rb.n_episodes == 0:
                 raise DatasetError(f"dataset {str(path)!r}: no episodes were added (nothing was written)")
-            if path.exists():
-                raise DatasetError(f"dataset {str(path)!r} appeared while writing; nothing was written")
-            tmp.rename(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
 
     # -----------------------------------------------------------------------------------------
     # reading
