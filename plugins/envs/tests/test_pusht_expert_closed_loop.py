@@ -34,7 +34,7 @@ def test_a_perturbed_state_gets_the_fresh_answer_and_progress(seed, steps, shift
     for _ in range(steps):  # mid-plan: the expert has a queue and a prediction
         env.step(expert.act(env))
     agent, agent_vel, block, angle, block_vel, spin = env.sim.snapshot()
-    # moved well beyond the plan's tolerance (2 px): an unperturbed state may keep its plan
+    # the block moved well beyond the plan's tolerance (3 px): an unperturbed state may keep its plan
     perturbed = (agent, agent_vel, (block[0] + shift[0] * shift[2], block[1] + shift[1] * shift[3]), angle + turn, block_vel, spin)
     env.sim.restore(perturbed)
     # the action for this state does not depend on the plan made before the perturbation
