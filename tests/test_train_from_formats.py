@@ -95,7 +95,7 @@ def test_training_without_an_env_takes_its_shapes_from_a_lerobot_dataset(tmp_pat
     ]
     write_lerobot(tmp_path / "lr", episodes)
     run = tmp_path / "run"
-    args = ["train", "--head", "imf_attnres", "--dataset", str(tmp_path / "lr"), "--run-dir", str(run), "env.image_size=16", "env.frame_cache_mb=1", *TINY]
+    args = ["train", "--head", "imf_attnres", "--dataset", str(tmp_path / "lr"), "--run-dir", str(run), "encoder.image_size=16", "env.frame_cache_mb=1", *TINY]
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (run / "logs.json.txt").read_text().splitlines()]
@@ -103,3 +103,20 @@ def test_training_without_an_env_takes_its_shapes_from_a_lerobot_dataset(tmp_pat
     assert {"train_loss", "val_loss", "val_action_mse"} <= keys and not any(k.startswith("test") for k in keys)
     spec = load_checkpoint(run / "checkpoints" / LATEST)["spec"]
     assert spec["env"] == "offline" and spec["obs"] == {"wrist": [3, 16, 16], "low_dim": [7]}  # state (3) + vel (2x2)
+
+
+def test_encoder_image_size_that_an_env_does_not_render_exits_2_before_writing(act_dir: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    args = ["train", "--head", "imf_attnres", "--env", "roboimi", "--dataset", str(act_dir), "--run-dir", str(run),
+            *SMALL_ENV, "encoder.image_size=32", *TINY]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 2, result.output
+    assert "encoder.image_size=32" in result.output and "16x16" in result.output
+    assert not run.exists()
+
+
+def test_training_without_an_env_refuses_env_image_size_naming_the_encoder_key(act_dir: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli.main, ["train", "--head", "imf_attnres", "--dataset", str(act_dir), "--run-dir", str(run), "env.image_size=16", *TINY])
+    assert result.exit_code == 2 and "encoder.image_size" in result.output, result.output
+    assert not run.exists()

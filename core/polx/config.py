@@ -181,6 +181,12 @@ class EncoderConfig:
 
     backbone: str = doc("image backbone", default="resnet18", validator=one_of("resnet18"))
     shared: bool = doc("one backbone for every camera", default=False)
+    image_size: int | None = doc(
+        "square side camera frames are resized to at load when training from --dataset without --env (96 there); "
+        "null: as stored. With an env the env renders its own size, and a different value here is refused",
+        default=None,
+        validator=in_range(8, 1024),
+    )
     crop_shape: tuple[int, int] | None = doc("random crop in training, center crop in evaluation; null: none", default=(84, 84))
     pretrained: str | None = doc("path of a local torchvision state dict; never downloaded; null: random init", default=None)
     group_norm: bool = doc("GroupNorm instead of BatchNorm in the backbone", default=True)

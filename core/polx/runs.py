@@ -196,6 +196,8 @@ def prepare_training(
             config_files=config_files,
             overrides=overrides,
         )
+        if env == "offline":
+            config = _offline_image_size(config, overrides)
         if run_dir is not None:
             check_writable_dir(run_dir, "--run-dir")
             if Path(run_dir).is_dir() and any(p.name != RUN_LOCK for p in Path(run_dir).iterdir()):
@@ -216,6 +218,13 @@ def offline_overrides(dataset: Path, overrides: Iterable[str]) -> list[str]:
     fmt = next((o.split("=", 1)[1] for o in overrides if o.startswith("data.format=")), None)
     out = [f"env.dataset={yaml.safe_dump(str(Path(dataset).absolute())).splitlines()[0]}"]
     return out + ([f"env.format={fmt}"] if fmt else [])
+
+
+def _offline_image_size(config: RunConfig, overrides: Iterable[str]) -> RunConfig:
+    """An env-less run resizes camera frames at load to ``encoder.image_size`` (the offline env's field follows it)."""
+    if any(o.split("=", 1)[0].strip() == "env.image_size" for o in overrides):
+        raise UserInputError("env.image_size: training without an env resizes frames to encoder.image_size; set that instead")
+    return attrs.evolve(config, env=attrs.evolve(config.env, image_size=config.encoder.image_size))
 
 
 def build_env_adapter(plugins: PolxPlugins, env: str, overrides: Iterable[str] = ()) -> Any:

@@ -1,7 +1,7 @@
 """Training without an env: the ``offline`` env component, whose shapes come from the dataset.
 
 ``polx train --head H --dataset PATH`` with no ``--env`` chooses it (``polx.runs``): every camera
-key (uint8 (N, H, W, C)) becomes an ``rgb`` observation resized to ``env.image_size`` at load
+key (uint8 (N, H, W, C)) becomes an ``rgb`` observation resized to ``encoder.image_size`` at load
 (read lazily, block by block, through a cache of ``env.frame_cache_mb``),
 and every other key but ``action`` is flattened per step and concatenated, in key order, into
 one ``low_dim`` observation. Its preset turns rollouts off (``eval.rollout_every=0``,
@@ -29,11 +29,11 @@ class OfflineEnvConfig:
 
     dataset: str = doc("dataset the shapes come from; polx train sets it from --dataset", default="")
     format: str | None = doc("its format; null: detected (polx train sets it from --dataset-format)", default=None)
-    image_size: int | None = doc("square side camera frames are resized to at load; null: as stored", default=96, validator=in_range(8, 1024))
+    image_size: int | None = doc("square side frames are resized to at load; polx train sets it from encoder.image_size", default=96, validator=in_range(8, 1024))
     frame_cache_mb: int = doc("camera frames kept in memory; frames are read lazily, so a dataset larger than RAM trains", default=2048, validator=in_range(0, 1 << 20))
 
 
-OFFLINE_PRESET = {"eval": {"rollout_every": 0, "at_end": False}}
+OFFLINE_PRESET = {"eval": {"rollout_every": 0, "at_end": False}, "encoder": {"image_size": 96}}
 
 
 def _resize(frames: np.ndarray, size: int) -> np.ndarray:

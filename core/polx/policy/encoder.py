@@ -133,6 +133,11 @@ class ObsEncoder(nn.Module):
             c, h, w = obs_meta[key]["shape"]
             if c != 3:
                 raise UserInputError(f"camera {key!r} has {c} channels; the ResNet encoder takes RGB (3, H, W) images")
+            if config.image_size is not None and (h, w) != (config.image_size, config.image_size):
+                raise UserInputError(
+                    f"encoder.image_size={config.image_size} but camera {key!r} gives {h}x{w} images: the size applies to "
+                    "training from --dataset without --env; with an env, set the env's own image size (or encoder.image_size=null)"
+                )
             crop = tuple(config.crop_shape) if config.crop_shape is not None else (h, w)
             if crop[0] > h or crop[1] > w:
                 raise UserInputError(f"encoder.crop_shape {list(crop)} is larger than camera {key!r} images ({h}x{w})")
