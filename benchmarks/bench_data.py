@@ -1,11 +1,22 @@
-"""Batch-assembly speed on the real PushT image demos, against one training step's cost.
+"""Data-layer speed: batch assembly on the real PushT image demos, and windows/s from each dataset format.
 
-Windows/s of ``PolicyDataset.get_batch`` (the vectorised path) and of a torch ``DataLoader`` over
+``pusht`` (needs ``../shared/data/pusht``; skipped with a note when absent): windows/s of
+``PolicyDataset.get_batch`` (the vectorised path) and of a torch ``DataLoader`` over
 ``__getitem__`` (the per-item path), at batch 64, horizon 16, n_obs_steps 2, n_action_steps 8;
 then the time of one CPU forward+backward of a ResNet-18 over the batch's images (just the
 observation encoder of a policy, so a lower bound on a training step) for comparison.
 
-    .venv/bin/python benchmarks/bench_data.py [--dataset PATH] [--batches 200]
+``formats``: the same synthetic episodes (two uint8 cameras, a low-dim state, an action) written
+once per format with polx's own writers (``polx data convert``'s), then for each format:
+
+- ``open_s``: ``open_dataset`` (detection and validation);
+- ``epoch_windows_per_s``: what a training epoch sees from a cold start: open, load every array,
+  then assemble every window once with ``PolicyDataset.get_batch``;
+- ``lazy_windows_per_s``: random batches with the cameras read through ``CachedFrames`` whose
+  budget holds a quarter of the frames (the path of a dataset larger than memory), from a
+  fresh reader, first reads included.
+
+    .venv/bin/python benchmarks/bench_data.py [--only pusht|formats] [--dataset PATH] [--episodes 20] [--steps 100] [--size 96]
 
 Prints readable lines, then one JSON object on its own line.
 """
@@ -16,6 +27,7 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,10 +35,13 @@ import numpy as np
 import torch
 
 from polx.data.dataset import PolicyDataset
+from polx.data.formats import CachedFrames, dataset_formats, load_arrays, open_dataset
 from polx.data.replay_buffer import ReplayBuffer
+from polx.plugins import load_plugins
 
 DEFAULT_DATASET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
 BATCH, HORIZON, N_OBS, N_ACTION = 64, 16, 2, 8
+CAMERAS = ("top", "wrist")
 
 
 def load_pusht(path: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -82,15 +97,10 @@ def time_encoder_step(n_steps: int) -> float:
     return statistics.median(times[1:])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
-    parser.add_argument("--batches", type=int, default=200, help="batches timed for get_batch")
-    parser.add_argument("--loader-batches", type=int, default=30, help="batches timed per DataLoader setting")
-    args = parser.parse_args()
+def bench_pusht(args) -> dict | None:
     if not args.dataset.exists():
-        raise SystemExit(f"dataset {str(args.dataset)!r} not found; pass --dataset PATH")
-
+        print(f"pusht: skipped, dataset {str(args.dataset)!r} not found (pass --dataset PATH)")
+        return None
     t0 = time.perf_counter()
     arrays, episode_ends = load_pusht(args.dataset)
     load_s = time.perf_counter() - t0
@@ -130,24 +140,111 @@ def main() -> None:
         f"ResNet-18 fwd+bwd over {BATCH}x{N_OBS} images (CPU): {step_s * 1e3:.0f} ms/step "
         f"-> get_batch is {step_s / batch_s:.0f}x faster than this part of one training step"
     )
-    print(
-        json.dumps(
-            {
-                "benchmark": "bench_data",
-                "dataset_steps": int(len(arrays["action"])),
-                "windows": len(ds),
-                "load_s": round(load_s, 2),
-                "get_batch_ms": round(batch_s * 1e3, 3),
-                "get_batch_windows_per_s": round(get_batch_wps),
-                "get_batch_p10_windows_per_s": round(BATCH / best_s),
-                "load_average": round(os.getloadavg()[0], 1),
-                "dataloader_w0_windows_per_s": round(loader_wps[0]),
-                "dataloader_w2_windows_per_s": round(loader_wps[2]),
-                "encoder_step_cpu_ms": round(step_s * 1e3, 1),
-                "get_batch_vs_encoder_step": round(step_s / batch_s, 1),
-            }
-        )
+    return {
+        "dataset_steps": int(len(arrays["action"])),
+        "windows": len(ds),
+        "load_s": round(load_s, 2),
+        "get_batch_ms": round(batch_s * 1e3, 3),
+        "get_batch_windows_per_s": round(get_batch_wps),
+        "get_batch_p10_windows_per_s": round(BATCH / best_s),
+        "dataloader_w0_windows_per_s": round(loader_wps[0]),
+        "dataloader_w2_windows_per_s": round(loader_wps[2]),
+        "encoder_step_cpu_ms": round(step_s * 1e3, 1),
+        "get_batch_vs_encoder_step": round(step_s / batch_s, 1),
+    }
+
+
+def make_episodes(n: int, steps: int, size: int, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """Smooth images (they compress like camera frames, unlike noise) and random low-dim arrays."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    out = []
+    for _ in range(n):
+        phase = rng.uniform(0, 6.28, size=(steps, 1, 1))
+        ep = {"action": rng.normal(size=(steps, 2)).astype(np.float32), "state": rng.normal(size=(steps, 5)).astype(np.float32)}
+        for k, cam in enumerate(CAMERAS):
+            base = 127 + 120 * np.sin((xx + 3 * k) / 9.0 + phase) * np.cos(yy / 13.0)
+            ep[cam] = np.repeat(base[..., None], 3, axis=-1).astype(np.uint8)
+        out.append(ep)
+    return out
+
+
+def epoch_rate(path: Path, registry) -> tuple[float, float, int]:
+    """(open seconds, windows/s over open + load + one epoch of get_batch, windows)."""
+    t0 = time.perf_counter()
+    reader = open_dataset(path, registry=registry)
+    open_s = time.perf_counter() - t0
+    ds = PolicyDataset(
+        load_arrays(reader), reader.episode_ends, horizon=HORIZON, n_obs_steps=N_OBS, n_action_steps=N_ACTION, rgb_keys=CAMERAS
     )
+    for start in range(0, len(ds), BATCH):
+        ds.get_batch(range(start, min(start + BATCH, len(ds))))
+    return open_s, len(ds) / (time.perf_counter() - t0), len(ds)
+
+
+def lazy_rate(path: Path, registry, n_batches: int, rng: np.random.Generator) -> float:
+    """Windows/s of random batches with the cameras behind ``CachedFrames`` holding a quarter of
+    the frames (the trainer's path for data larger than memory), from a fresh reader."""
+    t0 = time.perf_counter()
+    reader = open_dataset(path, registry=registry)
+    arrays = load_arrays(reader, [k for k in reader.keys() if k not in CAMERAS])
+    for cam in CAMERAS:
+        shape, dtype = reader.array_info(cam)
+        arrays[cam] = CachedFrames(reader, cam, int(np.prod(shape)) * np.dtype(dtype).itemsize // 4)
+    ds = PolicyDataset(arrays, reader.episode_ends, horizon=HORIZON, n_obs_steps=N_OBS, n_action_steps=N_ACTION, rgb_keys=CAMERAS)
+    for _ in range(n_batches):
+        ds.get_batch(rng.integers(0, len(ds), BATCH))
+    return n_batches * BATCH / (time.perf_counter() - t0)
+
+
+def bench_formats(args) -> dict:
+    registry = load_plugins().registry
+    formats = {name: f for name, f in dataset_formats(registry).items() if callable(getattr(f, "write", None))}
+    episodes = make_episodes(args.episodes, args.steps, args.size)
+    print(
+        f"formats: {args.episodes} episodes x {args.steps} steps, cameras {', '.join(CAMERAS)} {args.size}x{args.size}; "
+        f"batch {BATCH}, horizon {HORIZON}"
+    )
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, fmt in formats.items():
+            path = Path(tmp) / name
+            t0 = time.perf_counter()
+            fmt.write(path, iter(episodes))
+            write_s = time.perf_counter() - t0
+            size_mb = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+            open_s, epoch_wps, windows = epoch_rate(path, registry)
+            lazy_wps = lazy_rate(path, registry, args.lazy_batches, np.random.default_rng(0))
+            results[name] = {
+                "write_s": round(write_s, 2), "size_mb": round(size_mb, 1), "open_s": round(open_s, 3),
+                "epoch_windows_per_s": round(epoch_wps), "lazy_windows_per_s": round(lazy_wps), "windows": windows,
+            }  # fmt: skip
+            print(
+                f"{name:8s} write {write_s:6.2f} s  {size_mb:7.1f} MiB  open {open_s * 1e3:7.1f} ms  "
+                f"epoch {epoch_wps:9.0f} windows/s  lazy {lazy_wps:8.0f} windows/s"
+            )
+    return {"episodes": args.episodes, "steps": args.steps, "size": args.size, "formats": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("pusht", "formats"), help="run one part (default: both)")
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET, help="pusht: the real PushT zarr")
+    parser.add_argument("--batches", type=int, default=200, help="pusht: batches timed for get_batch")
+    parser.add_argument("--loader-batches", type=int, default=30, help="pusht: batches timed per DataLoader setting")
+    parser.add_argument("--episodes", type=int, default=20, help="formats: synthetic episodes")
+    parser.add_argument("--steps", type=int, default=100, help="formats: steps per episode")
+    parser.add_argument("--size", type=int, default=96, help="formats: camera side in pixels")
+    parser.add_argument("--lazy-batches", type=int, default=20, help="formats: random batches timed through CachedFrames")
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    out = {"benchmark": "bench_data"}
+    if args.only in (None, "pusht"):
+        out["pusht"] = bench_pusht(args)
+    if args.only in (None, "formats"):
+        out["formats"] = bench_formats(args)
+    out["load_average"] = round(os.getloadavg()[0], 1)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -191,6 +191,39 @@ def test_act_hdf5_directory_reads_exactly_in_episode_number_order(tmp_path):
     assert info["cameras"] == {c: {"height": 6, "width": 8, "channels": 3} for c in ("front", "r_vis", "top")}
 
 
+def test_hdf5_reader_reads_after_pickling_and_in_a_forked_process(tmp_path):
+    """DataLoader workers: spawned ones get a pickled reader, forked ones inherit its HDF5 handles
+    (not fork-safe); either way the reader reopens its files in the new process."""
+    import multiprocessing
+    import pickle
+
+    eps = episodes_of([4, 6], cams=("top",))
+    reader = open_dataset(write_act_dir(tmp_path / "act", eps), registry=REGISTRY)
+    expected = np.concatenate([ep["top"] for ep in eps])[2:9]
+    assert np.array_equal(pickle.loads(pickle.dumps(reader)).read("top", 2, 9), expected)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        assert np.array_equal(pool.apply(reader.read, ("top", 2, 9)), expected)
+    assert np.array_equal(reader.read("top", 2, 9), expected)  # the parent's handles still work
+
+
+def test_cached_frames_read_zarr_in_whole_chunks_each_once(tmp_path):
+    from polx.data.replay_buffer import ReplayBuffer
+
+    eps = episodes_of([30, 25], cams=("top",))
+    root = write_zarr(tmp_path / "z.zarr", eps, 2)
+    reader = open_dataset(root, registry=REGISTRY)
+    chunk = ReplayBuffer.open(root).array_info("top")[2][0]
+    reads = []
+    read = reader.read
+    reader.read = lambda key, a, b: reads.append((a, b)) or read(key, a, b)
+    frames = CachedFrames(reader, "top", 1 << 30)
+    assert frames.block == chunk
+    full = np.concatenate([ep["top"] for ep in eps])
+    for idx in np.random.default_rng(0).integers(0, len(full), size=(20, 2)):
+        assert np.array_equal(frames[idx], full[idx])
+    assert len(reads) == len(set(reads)) and all(a % chunk == 0 for a, _ in reads)
+
+
 def test_hdf5_episodes_sort_numerically_not_by_name(tmp_path):
     eps = episodes_of([1] * 11)
     reader = open_dataset(write_act_dir(tmp_path / "act", eps), registry=REGISTRY)
@@ -385,6 +418,13 @@ def test_convert_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(DatasetError, match="bookkeeping"):
         convert_dataset(bad, tmp_path / "lr", "lerobot", registry=REGISTRY, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.zarr", "src.zarr", "taken"]
+
+
+def test_a_converted_hdf5_dataset_does_not_claim_to_be_simulated(tmp_path):
+    out = tmp_path / "act"
+    convert_dataset(write_zarr(tmp_path / "src.zarr", episodes_of([3, 2]), 2), out, "hdf5", registry=REGISTRY, progress=False)
+    with h5py.File(out / "episode_0.hdf5", "r") as f:
+        assert "sim" not in f.attrs
 
 
 def _polx(*args, cwd):

@@ -45,15 +45,17 @@ def test_generate_writes_the_act_layout_with_three_cameras(act_dir: Path):
     assert sorted(p.name for p in act_dir.iterdir()) == ["episode_0.hdf5", "episode_1.hdf5"]
     assert not [p for p in act_dir.parent.iterdir() if p.name.startswith(".")], "the staging store was left behind"
     with h5py.File(act_dir / "episode_0.hdf5", "r") as f:
+        assert f.attrs["sim"]  # generated in simulation (a converted dataset does not claim it)
         assert sorted(f["observations/images"]) == ["front", "r_vis", "top"]
         assert f["observations/images/top"].shape == (10, 16, 16, 3) and f["observations/images/top"].dtype == "uint8"
         assert f["observations/qpos"].shape == (10, 14) and f["action"].shape == (10, 16)
 
 
-def test_roboimi_trains_from_the_hdf5_directory(act_dir: Path, tmp_path: Path):
+@pytest.mark.parametrize("workers", [0, 2])  # 2: forked DataLoader workers reopen the HDF5 files
+def test_roboimi_trains_from_the_hdf5_directory(act_dir: Path, tmp_path: Path, workers: int):
     run = tmp_path / "run"
     args = ["train", "--head", "imf_attnres", "--env", "roboimi", "--dataset", str(act_dir), "--run-dir", str(run), *SMALL_ENV, *TINY,
-            "eval.at_end=false"]  # rollouts are tests/test_e2e_matrix.py's; this is about the data
+            "eval.at_end=false", f"train.num_workers={workers}"]  # rollouts are tests/test_e2e_matrix.py's; this is about the data
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (run / "logs.json.txt").read_text().splitlines()]

@@ -7,6 +7,7 @@ memory at a time (plus the reader's bounded frame cache).
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,14 @@ def writable_formats(registry: Any) -> list[str]:
     return [name for name, f in dataset_formats(registry).items() if callable(getattr(f, "write", None))]
 
 
-def convert_dataset(src: Path, out: Path, to: str, *, registry: Any, src_format: str | None = None, progress: bool = True) -> dict:
-    """Copy ``src`` into a new dataset at ``out`` in format ``to``; returns a summary dict."""
+def convert_dataset(
+    src: Path, out: Path, to: str, *, registry: Any, src_format: str | None = None, progress: bool = True, meta: dict | None = None
+) -> dict:
+    """Copy ``src`` into a new dataset at ``out`` in format ``to``; returns a summary dict.
+
+    ``meta``: dataset-level attributes for writers that keep them (``write(out, episodes, meta=...)``:
+    the hdf5 writer's file attributes, ``sim=True`` for generated data); none by default, since a
+    converted dataset's origin is not known."""
     from polx.runs import check_writable_dir
 
     formats = dataset_formats(registry)
@@ -38,7 +45,9 @@ def convert_dataset(src: Path, out: Path, to: str, *, registry: Any, src_format:
 
         episodes = tqdm(episodes, total=n, desc=f"{reader.format} -> {to}", unit="episode")
     try:
-        written = formats[to].write(out, episodes)
+        write = formats[to].write
+        takes_meta = meta and "meta" in inspect.signature(write).parameters
+        written = write(out, episodes, meta=meta) if takes_meta else write(out, episodes)
     except ValueError as exc:  # a writer's own refusal (a key it cannot name, say)
         raise DatasetError(f"cannot write {str(src)!r} as {to}: {exc} (nothing was written)") from None
     return {"source": str(src), "source_format": reader.format, "out": str(out), "format": to, "episodes": written, "steps": int(reader.episode_ends[-1])}
@@ -58,7 +67,9 @@ def generate_in_format(adapter: Any, out: Path, to: str, *, registry: Any, **gen
     staging = out.with_name(f".{out.name}.generating-{uuid.uuid4().hex[:12]}.zarr")
     try:
         summary = adapter.generate_demos(staging, **generate_kwargs)
-        convert_dataset(staging, out, to, registry=registry, src_format="zarr", progress=generate_kwargs.get("progress", True))
+        convert_dataset(
+            staging, out, to, registry=registry, src_format="zarr", progress=generate_kwargs.get("progress", True), meta={"sim": True}
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {**summary, "out": str(out), "format": to}

@@ -48,12 +48,13 @@ class _LoadOnAccess(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self._reader.keys())
 
-    def frames(self, key: str, max_bytes: int, transform: Any = None, step_shape: tuple | None = None) -> CachedFrames:
+    def frames(self, key: str, max_bytes: int, transform: Any = None, step_shape: tuple | None = None, dtype: Any = None) -> CachedFrames:
         """``key`` read lazily through a bounded block cache (``CachedFrames``), never whole: for
-        adapters whose camera arrays pass through unchanged (or per-block ``transform``-ed)."""
+        adapters whose camera arrays pass through unchanged (or per-block ``transform``-ed into
+        frames of ``step_shape`` and ``dtype``)."""
         if key not in self._reader.keys():
             raise _MissingArray(key)
-        return CachedFrames(self._reader, key, max_bytes, transform=transform, step_shape=step_shape)
+        return CachedFrames(self._reader, key, max_bytes, transform=transform, step_shape=step_shape, dtype=dtype)
 
 
 def load_policy_arrays(

@@ -157,21 +157,32 @@ class LazyArray:
         return out[rest] if rest else out
 
 
+DEFAULT_BLOCK = 64  # steps per CachedFrames block when the reader has no chunking of its own
+
+
 class CachedFrames:
     """A reader's camera key as a uint8 (N, H, W, C) array-like that never holds the whole array.
 
     Indexing (ints, slices, integer arrays of any shape, as ``PolicyDataset`` gathers) reads
-    blocks of ``block`` steps, optionally through ``transform`` (a resize, say, returning frames
-    of ``step_shape``), and keeps them in a least-recently-used cache bounded by ``max_bytes``:
-    how a dataset larger than memory trains.
+    blocks of ``block`` steps, optionally through ``transform`` (a resize or a cast, say,
+    returning frames of ``step_shape`` and ``dtype``), and keeps them in a least-recently-used
+    cache bounded by ``max_bytes``: how a dataset larger than memory trains. The block defaults
+    to the reader's storage chunk along time (optional ``reader.chunk_steps(key)``: zarr's), so a
+    chunk is decompressed once per cache fill, not once per window; 64 steps otherwise.
     """
 
-    def __init__(self, reader: Any, key: str, max_bytes: int, *, block: int = 64, transform: Any = None, step_shape: tuple | None = None):
+    def __init__(
+        self, reader: Any, key: str, max_bytes: int, *, block: int | None = None, transform: Any = None,
+        step_shape: tuple | None = None, dtype: Any = None,
+    ):  # fmt: skip
         require_key(reader, key)
-        shape, dtype = reader.array_info(key)
-        self.reader, self.key, self.block, self.transform = reader, key, block, transform
+        shape, stored = reader.array_info(key)
+        if block is None:
+            chunk = getattr(reader, "chunk_steps", None)
+            block = int(chunk(key)) if callable(chunk) else DEFAULT_BLOCK
+        self.reader, self.key, self.block, self.transform = reader, key, max(1, block), transform
         self.shape = (shape[0], *(step_shape or shape[1:]))
-        self.dtype, self.ndim = np.dtype(dtype), len(self.shape)
+        self.dtype, self.ndim = np.dtype(dtype or stored), len(self.shape)
         self.max_bytes, self.bytes, self._blocks = max_bytes, 0, OrderedDict()
 
     def __len__(self) -> int:

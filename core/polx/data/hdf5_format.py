@@ -18,6 +18,7 @@ variant (``compress`` attribute true) is refused: decompress it first.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Iterable
@@ -86,7 +87,7 @@ class Hdf5Reader:
         self.files = episode_files(self.path)
         if not self.files:
             raise DatasetError(f"{where} holds no episode_N.hdf5 files; expected {HELP}")
-        self._handles = []
+        self._handles, self._pid = [], os.getpid()
         lengths, layout, paths = [], None, None
         for file in self.files:
             try:
@@ -139,13 +140,27 @@ class Hdf5Reader:
         step, dtype = self._layout[key]
         return (int(self.episode_ends[-1]), *step), dtype
 
+    def _file(self, e: int):
+        """Episode ``e``'s open file, reopened in a process that did not open it: HDF5 handles are
+        not fork-safe (DataLoader workers) and cannot be pickled (spawned workers)."""
+        import h5py
+
+        if self._pid != os.getpid():
+            self._handles, self._pid = [None] * len(self.files), os.getpid()
+        if self._handles[e] is None:
+            self._handles[e] = h5py.File(self.files[e], "r")
+        return self._handles[e]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handles": [None] * len(self.files), "_pid": None}
+
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         step, dtype = self._layout[key]
         stop = min(stop, int(self.episode_ends[-1]))
         out = np.empty((max(0, stop - start), *step), dtype=dtype)
         for e, lo, a, b in episode_spans(self.episode_ends, start, stop):
             try:
-                out[a - start : b - start] = self._handles[e][self._paths[key]][a - lo : b - lo]
+                out[a - start : b - start] = self._file(e)[self._paths[key]][a - lo : b - lo]
             except Exception as exc:  # a damaged data block
                 raise DatasetError(f"{self.files[e]}: {self._paths[key]} could not be read ({exc}); is the file damaged?") from None
         return out
@@ -155,7 +170,8 @@ class Hdf5Reader:
 
     def close(self) -> None:
         for f in self._handles:
-            f.close()
+            if f is not None:
+                f.close()
 
 
 class Hdf5Format:
@@ -171,8 +187,8 @@ class Hdf5Format:
     def open(self, path: Path) -> Hdf5Reader:
         return Hdf5Reader(path)
 
-    def write(self, out: Path, episodes: Iterable[dict[str, np.ndarray]]) -> int:
-        return write_hdf5_episodes(out, episodes)
+    def write(self, out: Path, episodes: Iterable[dict[str, np.ndarray]], meta: dict | None = None) -> int:
+        return write_hdf5_episodes(out, episodes, meta)
 
 
 def hdf5_path(key: str, shape: tuple[int, ...], dtype: np.dtype) -> str:
@@ -184,6 +200,7 @@ def hdf5_path(key: str, shape: tuple[int, ...], dtype: np.dtype) -> str:
 
 def write_hdf5_episodes(out: Path, episodes: Iterable[dict[str, np.ndarray]], attrs_: dict | None = None) -> int:
     """Write ``{key: (T, ...)}`` episodes as ``out/episode_N.hdf5``, atomically; returns the count.
+    ``attrs_`` become every file's attributes (ACT's ``sim``: set for generated data only).
 
     The files are written into a hidden sibling directory renamed to ``out`` only when every
     episode is in, so ``out`` never holds a partial dataset. Each episode needs ``action``.
@@ -197,7 +214,6 @@ def write_hdf5_episodes(out: Path, episodes: Iterable[dict[str, np.ndarray]], at
             if "action" not in episode:
                 raise DatasetError(f"episode {n - 1} has no 'action' array; the hdf5 layout needs one (it has {sorted(episode)})")
             with h5py.File(tmp / f"episode_{n - 1}.hdf5", "w") as f:
-                f.attrs["sim"] = True
                 for key, value in (attrs_ or {}).items():
                     f.attrs[key] = value
                 for key, value in episode.items():

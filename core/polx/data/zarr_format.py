@@ -41,6 +41,10 @@ class ZarrReader:
     def read(self, key: str, start: int, stop: int) -> np.ndarray:
         return self.rb.read(key, start, stop)
 
+    def chunk_steps(self, key: str) -> int:
+        """Steps per stored chunk of ``key`` (``CachedFrames`` reads whole chunks)."""
+        return int(self.rb.array_info(key)[2][0])
+
     def source(self, key: str) -> str:
         return f"data/{key}"
 

@@ -156,6 +156,22 @@ def test_env_observations_and_dataset_obs_follow_shape_meta(obs_type, demos):
         np.testing.assert_array_equal(converted["keypoints"][:, 18:], data["state"][:, :2])
 
 
+def test_training_reads_image_frames_lazily_through_a_bounded_cache(demos):
+    """The trainer's path (``load_policy_arrays``): frames are cast to uint8 block by block, never
+    loaded whole, and gather exactly what the eager conversion gives."""
+    from polx.data.dataset import load_policy_arrays
+    from polx.data.formats import CachedFrames
+
+    adapter = PushTAdapter(PushTConfig(obs_type="image", frame_cache_mb=1))
+    arrays, ends = load_policy_arrays(demos[0], adapter)
+    eager = adapter.dataset_obs(ReplayBuffer.open(demos[0]).load())
+    frames = arrays["image"]
+    assert isinstance(frames, CachedFrames) and frames.dtype == np.uint8 and frames.shape == eager["image"].shape
+    idx = np.random.default_rng(0).integers(0, len(frames), size=(16, 2))
+    np.testing.assert_array_equal(frames[idx], eager["image"][idx])
+    assert frames.bytes <= 1 << 20 and np.array_equal(ends, ReplayBuffer.open(demos[0]).episode_ends)
+
+
 @pytest.mark.skipif(not DATASET.exists(), reason=f"real PushT dataset not found at {DATASET}")
 def test_dataset_obs_reads_the_published_dataset():
     ep = ReplayBuffer.open(DATASET).get_episode(3)

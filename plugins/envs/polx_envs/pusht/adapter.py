@@ -55,15 +55,16 @@ class PushTAdapter:
         state = np.asarray(data["state"], dtype=np.float32)
         out: dict[str, np.ndarray] = {}
         if kind == "image":
-            img = np.asarray(data["img"])
+            # in training, frames are read lazily through a bounded cache, cast to uint8 per block
+            lazy = hasattr(data, "frames")
+            img = data.frames("img", self.config.frame_cache_mb << 20, transform=_to_uint8, dtype=np.uint8) if lazy else np.asarray(data["img"])
             size = self.config.render_size
             if img.shape[1:] != (size, size, 3):
                 raise DatasetError(
                     f"data/img has frames of shape {img.shape[1:]}; env.render_size={size} needs ({size}, {size}, 3) "
                     f"(set env.render_size={img.shape[1]} to train on this dataset)"
                 )
-            # stored as float 0..255 (the original layout); whole numbers, so the cast is exact
-            out["image"] = img if img.dtype == np.uint8 else np.clip(np.rint(img), 0, 255).astype(np.uint8)
+            out["image"] = img if lazy else _to_uint8(img)
             out["agent_pos"] = state[:, :2]
         elif kind == "keypoints":
             kps = np.asarray(data["keypoint"], dtype=np.float32).reshape(len(state), -1)
@@ -136,3 +137,9 @@ class PushTAdapter:
             legacy=c.legacy,
             max_steps=c.demo_max_steps,
         )
+
+
+def _to_uint8(img: np.ndarray) -> np.ndarray:
+    """Frames stored as float 0..255 (the original layout) -> uint8; whole numbers, so exact."""
+    img = np.asarray(img)
+    return img if img.dtype == np.uint8 else np.clip(np.rint(img), 0, 255).astype(np.uint8)

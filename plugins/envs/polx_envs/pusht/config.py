@@ -22,6 +22,9 @@ class PushTConfig:
     default_episodes: int = field(default=200, validator=positive)  # size of the cached expert dataset
     default_seed: int = field(default=0, validator=in_range(0, 2**31 - 1))  # first seed of that dataset
     demo_max_steps: int = field(default=300, validator=positive)  # expert episodes stop here if unsolved
+    # image training reads frames lazily through a cache of this many MiB (a dataset larger than
+    # RAM trains); not part of the data, so not in the dataset cache's name
+    frame_cache_mb: int = field(default=2048, validator=in_range(0, 1 << 20))
 
 
 #: core config overrides applied with ``--env pusht`` (the benchmark's evaluation protocol)
