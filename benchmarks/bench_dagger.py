@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polx.dagger import prepare_dagger, run_dagger
-from polx.dagger.loop import _stage_dir, _train_stage  # the same round training as DAgger's
+from polx.dagger import prepare_dagger, run_dagger, stage_dir, train_stage  # BC trains its rounds as DAgger does
 from polx.data.replay_buffer import ReplayBuffer
 from polx.plugins import load_plugins
 
@@ -89,7 +88,7 @@ def main() -> None:
     # BC: the same Phase I, then expert demonstrations matching DAgger's labels round by round
     bc_plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
                              run_dir=args.out / "bc", overrides=tuple(dagger_overrides))  # fmt: skip
-    shutil.copytree(_stage_dir(plan, 0), _stage_dir(bc_plan, 0))
+    shutil.copytree(stage_dir(plan, 0), stage_dir(bc_plan, 0))
     needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
     pool_path = args.out / "bc_pool.zarr"
     per_episode = max(1, int(np.mean(ReplayBuffer.open(start).episode_lengths)))
@@ -108,7 +107,7 @@ def main() -> None:
         n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
         store = args.out / "bc" / "data" / f"round_{r:03d}.zarr"
         write_prefix(store, [(start_rb, start_rb.n_episodes), (pool, n)])
-        stage = _train_stage(bc_plan, r, store)
+        stage = train_stage(bc_plan, r, store)
         summary = json.loads((stage / "summary.json").read_text())
         bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "test_mean_score": summary["metrics"].get("test_mean_score")})
 

@@ -8,6 +8,6 @@ seeds. ``loop`` holds the stages and their resume logic; ``config`` the ``dagger
 """
 
 from polx.dagger.config import DaggerConfig
-from polx.dagger.loop import DaggerPlan, prepare_dagger, run_dagger
+from polx.dagger.loop import DaggerPlan, prepare_dagger, run_dagger, stage_dir, train_stage
 
-__all__ = ["DaggerConfig", "DaggerPlan", "prepare_dagger", "run_dagger"]
+__all__ = ["DaggerConfig", "DaggerPlan", "prepare_dagger", "run_dagger", "stage_dir", "train_stage"]

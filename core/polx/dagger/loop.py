@@ -237,7 +237,7 @@ def _run_round(plan: DaggerPlan, round_: int) -> tuple[dict, dict]:
     else:
         data = _collected_store(plan, round_)
         row.update(json.loads(data.with_suffix(".json").read_text()))
-    stage = _train_stage(plan, round_, data)
+    stage = train_stage(plan, round_, data)
     summary = json.loads((stage / "summary.json").read_text())
     metrics = summary.get("metrics", {})
     from polx.data.formats import open_dataset
@@ -272,7 +272,7 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
     seeds = plan.dagger.seeds(round_, plan.episodes)
     _say(f"round {round_}/{plan.rounds}: rolling out the policy on seeds {seeds[0]}..{seeds[-1]} (beta {beta:.3f}), the expert labelling every step")
     config = plan.train_config
-    policy = _load_policy(plan, _stage_dir(plan, round_ - 1))
+    policy = _load_policy(plan, stage_dir(plan, round_ - 1))
     episodes = collect(
         plan.plugins, config, plan.adapter, policy, seeds, beta=beta,
         max_steps=plan.dagger.max_steps or config.eval.max_steps, threshold=plan.dagger.disagreement, progress=config.train.progress,
@@ -320,16 +320,23 @@ def _load_policy(plan: DaggerPlan, stage: Path):
     return policy.to(resolve_device(config.train.device))
 
 
-def _stage_dir(plan: DaggerPlan, round_: int) -> Path:
+def stage_dir(plan: DaggerPlan, round_: int) -> Path:
+    """Round ``round_``'s training directory (0: Phase I)."""
     return plan.run_dir / "stages" / f"round_{round_:03d}"
 
 
-def _train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
-    """Train round ``round_``'s stage to its step budget (or find it trained); returns its directory."""
+def train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
+    """Train round ``round_``'s stage to its step budget (or find it trained); returns its directory.
+
+    Round r > 0 resumes round r-1's latest checkpoint (weights, EMA, optimizer, normalizer) with
+    ``data.path`` moved to ``data`` and ``train.max_steps`` to Phase I's plus r rounds' budget; the
+    learning-rate schedule is the trainer's over the new ``max_steps``, so each round starts a
+    little above where the last one ended and decays again (a warm restart). Public so that
+    ``benchmarks/bench_dagger.py`` trains its behaviour-cloning arm exactly the same way."""
     from polx.train.checkpoint import LATEST, atomic_write
     from polx.train.trainer import run_training
 
-    stage = _stage_dir(plan, round_)
+    stage = stage_dir(plan, round_)
     config = plan.train_config
     budget = config.train.max_steps + round_ * plan.dagger.steps_per_round
     summary = stage / "summary.json"
@@ -344,7 +351,7 @@ def _train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
                                     dataset=Path(r["dataset"]) if r["dataset"] else None, run_dir=stage, overrides=r["overrides"], argv=plan.argv)  # fmt: skip
     else:
         if not latest.is_file():  # seed the round with the previous round's checkpoint
-            previous = _stage_dir(plan, round_ - 1)
+            previous = stage_dir(plan, round_ - 1)
             saved = read_run_config(previous)
             path_value = yaml.safe_dump(str(data)).splitlines()[0]
             seeded = config_from_saved(plan.plugins, saved, [f"data.path={path_value}", "data.format=zarr", f"train.max_steps={budget}"])
