@@ -324,8 +324,7 @@ class ${Name}Config:
 
     max_speed: float = doc("largest move per step", default=0.1, validator=positive)
     success_radius: float = doc("distance to the goal that counts as success", default=0.1, validator=positive)
-    n_demos: int = doc("episodes in the default dataset", default=50, validator=positive)
-    cache_dir: str | None = doc("where the default dataset is kept; null: POLX_CACHE_DIR or the user cache", default=None)
+    n_demos: int = doc("episodes in the default dataset (cached under POLX_CACHE_DIR or the user cache)", default=50, validator=positive)
 
 
 #: config defaults this env needs when it is chosen (env preset, docs/plugin_hooks.md)
@@ -359,12 +358,13 @@ target. Reward is ``1 - distance`` to the goal, clipped at 0 (an episode scores 
 ``info["is_success"]`` once within ``success_radius``. Episodes depend only on their seed.
 """
 
-import os
-import sys
-from pathlib import Path
+import functools
 
 import gymnasium as gym
 import numpy as np
+
+#: bump when the expert or the recorded arrays change, so a cached default dataset is made again
+DATASET_VERSION = 1
 
 
 class ${Name}Env(gym.Env):
@@ -413,42 +413,38 @@ class ${Name}Adapter:
         return {key: np.asarray(data[key], dtype=np.float32) for key in ("pos", "goal", "action")}
 
     def default_dataset(self, progress=True):
-        root = Path(self.config.cache_dir or os.environ.get("POLX_CACHE_DIR") or _user_cache())
-        path = root / f"${name}_{self.config.n_demos}.zarr"
-        if not path.exists():
-            if progress:
-                print(f"$name: writing {self.config.n_demos} expert demonstrations to {path}", file=sys.stderr)
-            self.generate_demos(path, self.config.n_demos, progress=progress)
-        return path
+        """Built on first use in polx's cache; the name hashes every config field, so a setting
+        that changes the data never reuses a dataset made with another value (polx.data.cache)."""
+        from polx.data.cache import cache_name, cache_root, cached_dataset, data_fields
+
+        path = cache_root() / "$name" / cache_name("${name}_demos", data_fields(self.config), DATASET_VERSION)
+        build = lambda: self.generate_demos(path, self.config.n_demos, progress=progress)  # noqa: E731
+        return cached_dataset(path, build, f"writing {self.config.n_demos} $name expert demonstrations")
 
     def generate_demos(self, out, episodes, seed=0, workers=1, keep_all=False, progress=True):
-        """The expert commands the goal itself; only successful episodes are kept unless keep_all."""
-        from polx.data.replay_buffer import ReplayBuffer
+        """Seeds seed, seed+1, ... in order; failed episodes kept only with keep_all; the store is
+        published when every episode is in. The summary is the one ``polx data generate`` prints."""
+        from polx.data.cache import collect_demos
 
-        env, kept = self.make_env(), 0
-        with ReplayBuffer.writer(out) as rb:  # published only when every episode is in
-            for i in range(episodes):
-                obs, _ = env.reset(seed=seed + i)
-                rows = {"pos": [], "goal": [], "action": []}
-                success = False
-                for _ in range(60):
-                    action = env.goal.astype(np.float32)
-                    rows["pos"].append(obs["pos"])
-                    rows["goal"].append(obs["goal"])
-                    rows["action"].append(action)
-                    obs, _, success, _, _ = env.step(action)
-                    if success:
-                        break
-                if success or keep_all:
-                    rb.add_episode({key: np.stack(value) for key, value in rows.items()})
-                    kept += 1
-        return {"episodes": kept, "path": str(out)}
+        return collect_demos(out, episodes, functools.partial(expert_episode, self.config), env="$name",
+                             seed=seed, workers=workers, keep_all=keep_all, progress=progress)
 
 
-def _user_cache():
-    import platformdirs
-
-    return platformdirs.user_cache_dir("polx")
+def expert_episode(config, seed):
+    """One expert episode (the expert commands the goal itself): (arrays, success)."""
+    env = ${Name}Env(config)
+    obs, _ = env.reset(seed=seed)
+    rows = {"pos": [], "goal": [], "action": []}
+    success = False
+    for _ in range(60):
+        action = env.goal.astype(np.float32)
+        rows["pos"].append(obs["pos"])
+        rows["goal"].append(obs["goal"])
+        rows["action"].append(action)
+        obs, _, success, _, _ = env.step(action)
+        if success:
+            break
+    return {key: np.stack(value) for key, value in rows.items()}, success
 
 
 def draw(env, path):
@@ -498,11 +494,19 @@ def test_episodes_depend_only_on_their_seed_and_the_adapter_pickles():
 
 def test_demos_are_written_and_match_the_observation_keys(tmp_path):
     adapter = ${Name}Adapter(${Name}Config())
-    summary = adapter.generate_demos(tmp_path / "demos.zarr", 4)
-    rb = ReplayBuffer.open(summary["path"])
-    assert rb.n_episodes == summary["episodes"] > 0
+    summary = adapter.generate_demos(tmp_path / "demos.zarr", 4, progress=False)
+    rb = ReplayBuffer.open(summary["out"])
+    assert rb.n_episodes == summary["episodes"] == 4 and summary["success_rate"] > 0
     mapped = adapter.dataset_obs(rb.load())  # every data/<key> array, whole
     assert set(mapped) == {"pos", "goal", "action"}
+
+
+def test_the_default_dataset_is_cached_once_per_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("POLX_CACHE_DIR", str(tmp_path))
+    first = ${Name}Adapter(${Name}Config(n_demos=3)).default_dataset(progress=False)
+    assert ${Name}Adapter(${Name}Config(n_demos=3)).default_dataset(progress=False) == first
+    other = ${Name}Adapter(${Name}Config(n_demos=3, max_speed=0.2)).default_dataset(progress=False)
+    assert other != first and ReplayBuffer.open(other).n_episodes == 3
 
 
 def test_render_trajectory_draws_a_png(tmp_path):
