@@ -78,7 +78,7 @@ def test_two_rounds_grow_the_data_by_the_rollouts_with_the_expert_labels(demos, 
     assert [row["dataset_steps"] for row in table] == [start.n_steps, start.n_steps + table[1]["steps_added"], final.n_steps]
     data, ends = final.load(), final.episode_ends
     n0 = start.n_steps
-    for key in ("state", "keypoint", "action"):  # the starting data, unchanged, first
+    for key in ("state", "keypoint", "action", "n_contacts"):  # the starting data, unchanged, first
         assert np.array_equal(data[key][:n0], start.load([key])[key])
     episode_round = [int(data["dagger_round"][end - 1, 0]) for end in ends]
     assert episode_round == [0] * start.n_episodes + [1] * EPISODES + [2] * EPISODES
@@ -95,6 +95,7 @@ def test_two_rounds_grow_the_data_by_the_rollouts_with_the_expert_labels(demos, 
             for t in range(lo, hi - 1):
                 env.step(data["action"][t])
                 assert np.allclose(data["state"][t + 1], env.sim.state(), atol=1e-3)
+                assert data["n_contacts"][t + 1, 0] == env.n_contacts  # recorded as the demos record it
     assert table[1]["expert_step_share"] == 1.0 and table[2]["expert_step_share"] == 0.0
     assert (finished / "media" / "score_by_round.png").is_file()
     assert all(row["test_mean_score"] is not None for row in table)

@@ -72,11 +72,15 @@ def test_along_its_own_trajectory_it_keeps_its_plan():
 
 
 def test_record_is_a_row_of_the_demo_layout():
-    demo = run_demo(100048, max_steps=1)["data"]
+    demo = run_demo(100048, max_steps=40)["data"]
     env = PushTEnv(obs_type="state")
     env.reset(seed=100048)
-    row = PushTAdapter(PushTConfig(obs_type="image")).make_expert().record(env)
-    assert sorted(row) == ["img", "keypoint", "state"]
-    for key in row:
-        assert np.allclose(row[key], demo[key][0]), key
+    expert = PushTAdapter(PushTConfig(obs_type="image")).make_expert()
+    for t in range(len(demo["action"])):  # every row along the demo, contacts included (the pusher reaches the T)
+        row = expert.record(env)
+        assert sorted(row) == ["img", "keypoint", "n_contacts", "state"]
+        for key in row:
+            assert np.allclose(row[key], demo[key][t]), (key, t)
+        env.step(demo["action"][t])
+    assert demo["n_contacts"].max() > 0
     assert "img" not in PushTAdapter(PushTConfig(obs_type="keypoints")).make_expert().record(env)

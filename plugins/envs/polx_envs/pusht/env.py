@@ -57,6 +57,7 @@ class PushTEnv(gymnasium.Env):
         self.observation_space = _observation_space(obs_type, render_size)
         self.sim = PushTSim()
         self.agent_path: list[tuple[float, float]] = []  # pusher position at reset and after each step
+        self.n_contacts = 0  # contact points during the last step (the dataset's n_contacts row)
         self._frame: np.ndarray | None = None
 
     # -----------------------------------------------------------------------------------------
@@ -64,7 +65,7 @@ class PushTEnv(gymnasium.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start state from ``seed`` as the original draws it, or ``options={"state": [5 values]}``."""
         super().reset(seed=seed)
-        self.sim, self.agent_path = PushTSim(), []
+        self.sim, self.agent_path, self.n_contacts = PushTSim(), [], 0
         state = (options or {}).get("state")
         if state is not None:
             self.sim.set_state(state)
@@ -82,7 +83,7 @@ class PushTEnv(gymnasium.Env):
 
     def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
         action = np.asarray(action, dtype=np.float64).reshape(2)
-        n_contacts = self.sim.step(action)
+        self.n_contacts = n_contacts = self.sim.step(action)
         obs, info = self._observe(), self._info(n_contacts)
         reward = float(np.clip(info["coverage"] / SUCCESS_THRESHOLD, 0.0, 1.0))
         return obs, reward, bool(info["is_success"]), False, info

@@ -245,8 +245,10 @@ class PushTExpert:
         """The state of ``env`` as one row of the PushT dataset layout (see ``demos``), action excluded."""
         from polx_envs.pusht import geometry, render
 
-        sim = getattr(getattr(env, "unwrapped", env), "sim", env)
+        env = getattr(env, "unwrapped", env)
+        sim = getattr(env, "sim", env)
         row = {"state": sim.state().astype(np.float32), "keypoint": geometry.keypoints(sim.block_pose).astype(np.float32)}
+        row["n_contacts"] = np.array([getattr(env, "n_contacts", 0)], dtype=np.float32)  # during the last step, as demos record it
         if self.record_size is not None:
             row["img"] = render.render_frame(sim.agent_pos, sim.block_polygons(), sim.contact_markers(), self.record_size)
         return row
