@@ -182,7 +182,7 @@ class CachedFrames:
             block = int(chunk(key)) if callable(chunk) else DEFAULT_BLOCK
         self.reader, self.key, self.block, self.transform = reader, key, max(1, block), transform
         self.shape = (shape[0], *(step_shape or shape[1:]))
-        self.dtype, self.ndim = np.dtype(dtype or stored), len(self.shape)
+        self.dtype, self.ndim = np.dtype(stored if dtype is None else dtype), len(self.shape)
         self.max_bytes, self.bytes, self._blocks = max_bytes, 0, OrderedDict()
 
     def __len__(self) -> int:
