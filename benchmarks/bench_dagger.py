@@ -40,10 +40,12 @@ TINY = [
 
 
 def write_prefix(out: Path, sources: list[tuple[ReplayBuffer, int]]) -> None:
-    """A store holding the first ``n`` episodes of each source, in order."""
+    """A store holding the first ``n`` episodes of each source, in order, with the arrays they all have
+    (the human demonstrations' low-dim store has no ``img``; generated demos always do)."""
+    keys = sorted(set.intersection(*(set(source.keys()) for source, _ in sources)))
     with ReplayBuffer.writer(out) as rb:
         for source, n in sources:
-            data, ends = source.load(), source.episode_ends
+            data, ends = source.load(keys), source.episode_ends
             starts = np.concatenate([[0], ends[:-1]])
             for lo, hi in list(zip(starts, ends))[:n]:
                 rb.add_episode({key: value[lo:hi] for key, value in data.items()})
@@ -53,7 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="working directory (must not exist)")
     parser.add_argument("--head", default="imf_attnres")
-    parser.add_argument("--start-episodes", type=int, default=20, help="expert demonstrations of Phase I")
+    parser.add_argument("--start", choices=("expert", "human"), default="expert",
+                        help="Phase I data: --start-episodes scripted-expert demos, or PushT's human demos (206 episodes)")
+    parser.add_argument("--start-episodes", type=int, default=20, help="expert demonstrations of Phase I (--start expert)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--episodes", type=int, default=10, help="DAgger rollouts per round")
     parser.add_argument("--steps-per-round", type=int, default=3000)
@@ -72,9 +76,13 @@ def main() -> None:
     from polx.runs import build_env_adapter
 
     adapter = build_env_adapter(plugins, "pusht", env_overrides)
-    start = args.out / "start.zarr"
-    print(f"bench_dagger: {args.start_episodes} expert demonstrations -> {start}", file=sys.stderr, flush=True)
-    adapter.generate_demos(start, args.start_episodes, seed=0, workers=args.workers, keep_all=args.tiny, progress=False)
+    if args.start == "human":  # the env's default data (cached on first use); BC's demos then start at seed 0
+        start, pool_seed = Path(adapter.default_dataset(progress=False)), 0
+        print(f"bench_dagger: Phase I on the human demonstrations ({start})", file=sys.stderr, flush=True)
+    else:
+        start, pool_seed = args.out / "start.zarr", args.start_episodes
+        print(f"bench_dagger: {args.start_episodes} expert demonstrations -> {start}", file=sys.stderr, flush=True)
+        adapter.generate_demos(start, args.start_episodes, seed=0, workers=args.workers, keep_all=args.tiny, progress=False)
 
     # DAgger
     dagger_overrides = list(overrides)
@@ -92,11 +100,11 @@ def main() -> None:
     needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
     pool_path = args.out / "bc_pool.zarr"
     per_episode = max(1, int(np.mean(ReplayBuffer.open(start).episode_lengths)))
-    adapter.generate_demos(pool_path, needed // per_episode + 5, seed=args.start_episodes, workers=args.workers, keep_all=args.tiny, progress=False)
+    adapter.generate_demos(pool_path, needed // per_episode + 5, seed=pool_seed, workers=args.workers, keep_all=args.tiny, progress=False)
     pool, start_rb = ReplayBuffer.open(pool_path), ReplayBuffer.open(start)
     while pool.n_steps < needed:  # the expert's episodes ran shorter than the first guess
         more = args.out / f"bc_pool_{pool.n_episodes}.zarr"
-        adapter.generate_demos(more, pool.n_episodes, seed=args.start_episodes + pool.n_episodes, workers=args.workers, keep_all=args.tiny, progress=False)
+        adapter.generate_demos(more, pool.n_episodes, seed=pool_seed + pool.n_episodes, workers=args.workers, keep_all=args.tiny, progress=False)
         merged = args.out / f"bc_pool_merged_{pool.n_episodes}.zarr"
         write_prefix(merged, [(pool, pool.n_episodes), (ReplayBuffer.open(more), 10**9)])
         pool = ReplayBuffer.open(merged)
@@ -119,7 +127,8 @@ def main() -> None:
         "tiny": args.tiny,
         "rounds": args.rounds,
         "episodes_per_round": args.episodes,
-        "start_episodes": args.start_episodes,
+        "start": args.start,
+        "start_episodes": args.start_episodes if args.start == "expert" else None,
         "steps_per_round": args.steps_per_round,
         "dagger": [{k: d[k] for k in ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate")} for d in table],
         "bc": bc_rows,
