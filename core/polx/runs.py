@@ -87,6 +87,28 @@ def check_seeds(config: RunConfig) -> None:
         raise ConfigError(problems)
 
 
+def check_sample_steps(config: RunConfig) -> None:
+    """``ConfigError`` naming each sampling step count above what the objective can sample with.
+
+    An objective's config may declare ``max_sample_steps`` (ddpm: its ``num_train_timesteps``);
+    without it, any positive count is accepted. Checked before anything is written, so that a
+    bad ``eval.sample_steps`` is not found at the first validation of a run already under way."""
+    limit = getattr(config.objective, "max_sample_steps", None)
+    if limit is None:
+        return
+    problems = [
+        f"{key}: the {config.components.objective!r} objective samples with 1 to {limit} steps here; got {value}"
+        for key, value in (
+            ("eval.num_steps", config.eval.num_steps),
+            ("train.val_sample_steps", config.train.val_sample_steps),
+            *(("eval.sample_steps", n) for n in config.eval.sample_steps),
+        )
+        if value is not None and value > limit
+    ]
+    if problems:
+        raise ConfigError(problems)
+
+
 def check_writable_dir(path: Path, option: str) -> None:
     """``path`` is, or can be created as, a directory polx can write; else ``UserInputError`` (nothing is created)."""
     path = Path(path)
@@ -208,6 +230,7 @@ def prepare_training(
         run_dir, resume = (Path(run_dir) if exact else Path(out or "runs") / run_dir_name(config)), False
     config = _with_absolute_data_path(config, Path.cwd())
     check_seeds(config)
+    check_sample_steps(config)
     if config.data.path is not None and not Path(config.data.path).exists():
         raise DatasetError(f"dataset {config.data.path!r} does not exist (data.path / --dataset)")
     return TrainingPlan(plugins=plugins, config=config, run_dir=run_dir, resume=resume, argv=list(argv or []), exact_run_dir=exact)

@@ -21,7 +21,7 @@ from polx.data.normalizer import Normalizer
 from polx.errors import UserInputError
 from polx.eval.rollout import run_rollouts
 from polx.policy.policy import Policy, build_policy, spec_summary
-from polx.runs import check_seeds, check_writable_dir, config_from_saved
+from polx.runs import check_sample_steps, check_seeds, check_writable_dir, config_from_saved
 from polx.train.checkpoint import atomic_write, check_compatible, check_complete, load_checkpoint, load_weights, model_state_from
 from polx.train.distributed import resolve_device
 from polx.train.run_dir import unique_dir
@@ -64,6 +64,7 @@ def evaluate_checkpoint(
     ev = attrs.evolve(ev, n_test=ev.n_test if episodes is None else episodes, test_start_seed=ev.test_start_seed if seed is None else seed)
     config = attrs.evolve(config, eval=ev)
     check_seeds(config)
+    check_sample_steps(config)
 
     out = Path(out) if out is not None else default_out(checkpoint)
     check_writable_dir(out, "--out")

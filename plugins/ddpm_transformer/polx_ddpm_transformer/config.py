@@ -49,6 +49,12 @@ class DDPMConfig:
     # == num_train_timesteps: DDPM over every step; fewer: DDIM with that many evenly spaced steps
     num_inference_steps: int = field(default=100, validator=positive)
 
+    @property
+    def max_sample_steps(self) -> int:
+        """The most sampling steps a chunk can take (DDIM cannot stride below one train step);
+        core checks eval.num_steps, eval.sample_steps and train.val_sample_steps against it."""
+        return self.num_train_timesteps
+
     def __attrs_post_init__(self) -> None:
         if self.beta_schedule == "linear" and not 0.0 < self.beta_start < self.beta_end < 1.0:
             raise ValueError(

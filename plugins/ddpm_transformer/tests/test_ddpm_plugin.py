@@ -3,10 +3,15 @@
 import subprocess
 import sys
 
+import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from polx.components import HeadModule, ObsActionSpec, Objective
+from polx.config import ConfigError, resolve_config
 from polx.plugins import load_plugins
+from polx.runs import check_sample_steps
 from polx_ddpm_transformer.config import DDPMConfig, DDPMTransformerConfig
 
 
@@ -37,3 +42,32 @@ def test_head_and_objective_build_and_run_through_the_hooks():
     assert loss.ndim == 0 and "mse" in metrics
     chunk = plugins.hook.sample(objective=objective, head=head, cond=batch["cond"], num_steps=None, generator=None)
     assert chunk.shape == (3, 16, 2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(timesteps=st.integers(1, 50), counts=st.lists(st.integers(1, 80), max_size=3), num_steps=st.one_of(st.none(), st.integers(1, 80)))
+def test_sampling_step_counts_above_the_train_timesteps_are_refused_at_config_time(timesteps, counts, num_steps):
+    """Every count over objective.num_train_timesteps is named, and only those; the rest pass."""
+    plugins = load_plugins()
+    inference = min(timesteps, 10)
+    overrides = [f"objective.num_train_timesteps={timesteps}", f"objective.num_inference_steps={inference}", f"eval.sample_steps={counts}"]
+    overrides += [] if num_steps is None else [f"eval.num_steps={num_steps}"]
+    config = resolve_config(plugins, head="ddpm_transformer", env="offline", overrides=overrides)
+    bad = ([("eval.num_steps", num_steps)] if num_steps is not None and num_steps > timesteps else []) + [("eval.sample_steps", n) for n in counts if n > timesteps]
+    if not bad:
+        check_sample_steps(config)
+        return
+    with pytest.raises(ConfigError) as caught:
+        check_sample_steps(config)
+    assert len(caught.value.problems) == len(bad)
+    assert caught.value.problems == [f"{key}: the 'ddpm' objective samples with 1 to {timesteps} steps here; got {n}" for key, n in bad]
+
+
+def test_train_with_too_many_sample_steps_exits_2_before_writing(tmp_path):
+    pytest.importorskip("polx_envs")
+    cmd = [sys.executable, "-m", "polx", "train", "--head", "ddpm_transformer", "--env", "pusht", "--out", str(tmp_path / "runs"),
+           "env.obs_type=keypoints", "eval.sample_steps=[1,500]"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "eval.sample_steps: the 'ddpm' objective samples with 1 to 100 steps here; got 500" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "runs").exists()
