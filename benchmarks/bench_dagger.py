@@ -7,6 +7,8 @@ demonstrations). Then, round after round:
   step, labelled by the expert, to its data;
 - BC adds scripted-expert demonstrations from other fresh seeds until it holds at least as many
   labelled steps as DAgger does after that round (whole episodes, so BC gets slightly more);
+- the control adds nothing: it trains on the Phase I data alone (``--no-control`` skips it), so a
+  change in score that the control shows too comes from the extra training, not from the labels;
 
 and each continues training for ``--steps-per-round`` steps from its previous round's
 checkpoint on all its data, scored on the 50 test seeds (eval.n_test). Readable lines, then one
@@ -62,6 +64,8 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10, help="DAgger rollouts per round")
     parser.add_argument("--steps-per-round", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2, help="processes for demos and rollouts (eval.n_envs)")
+    parser.add_argument("--no-control", dest="control", action="store_false",
+                        help="skip the arm that keeps training on the Phase I data alone")
     parser.add_argument("--tiny", action="store_true", help="a few steps of a tiny head: checks the benchmark runs, measures nothing")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE for both arms (default: configs/pusht_keypoints_cpu.yaml with 12,000 Phase I steps)")
     args = parser.parse_args()
@@ -94,6 +98,7 @@ def main() -> None:
     table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
 
     # BC: the same Phase I, then expert demonstrations matching DAgger's labels round by round
+    bc_started = time.perf_counter()
     bc_plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
                              run_dir=args.out / "bc", overrides=tuple(dagger_overrides))  # fmt: skip
     shutil.copytree(stage_dir(plan, 0), stage_dir(bc_plan, 0))
@@ -119,9 +124,26 @@ def main() -> None:
         summary = json.loads((stage / "summary.json").read_text())
         bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "test_mean_score": summary["metrics"].get("test_mean_score")})
 
-    print("round  train_steps  dagger_labels  dagger_score  bc_labels  bc_score")
-    for d, b in zip(table, bc_rows):
-        print(f"{d['round']:>5}  {d['train_steps']:>11}  {d['dataset_steps']:>13}  {d['test_mean_score']:>12.3f}  {b['labels']:>9}  {b['test_mean_score']:>8.3f}")
+    arm_seconds = {"dagger+phase1": round(bc_started - started, 1), "bc": round(time.perf_counter() - bc_started, 1)}
+
+    # Control: the same Phase I, then the same training steps on the Phase I data alone
+    control_rows = []
+    if args.control:
+        control_started = time.perf_counter()
+        control_plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
+                                      run_dir=args.out / "control", overrides=tuple(dagger_overrides))  # fmt: skip
+        shutil.copytree(stage_dir(plan, 0), stage_dir(control_plan, 0))
+        control_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
+        for row in table[1:]:
+            stage = train_stage(control_plan, row["round"], start)
+            summary = json.loads((stage / "summary.json").read_text())
+            control_rows.append({"round": row["round"], "labels": table[0]["dataset_steps"], "test_mean_score": summary["metrics"].get("test_mean_score")})
+        arm_seconds["control"] = round(time.perf_counter() - control_started, 1)
+
+    print("round  train_steps  dagger_labels  dagger_score  bc_labels  bc_score" + ("  control_score" if control_rows else ""))
+    for i, (d, b) in enumerate(zip(table, bc_rows)):
+        line = f"{d['round']:>5}  {d['train_steps']:>11}  {d['dataset_steps']:>13}  {d['test_mean_score']:>12.3f}  {b['labels']:>9}  {b['test_mean_score']:>8.3f}"
+        print(line + (f"  {control_rows[i]['test_mean_score']:>13.3f}" if control_rows else ""))
     result = {
         "bench": "dagger_vs_bc_pusht_keypoints",
         "tiny": args.tiny,
@@ -132,7 +154,10 @@ def main() -> None:
         "steps_per_round": args.steps_per_round,
         "dagger": [{k: d[k] for k in ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate")} for d in table],
         "bc": bc_rows,
+        "control": control_rows or None,
         "final_gap": table[-1]["test_mean_score"] - bc_rows[-1]["test_mean_score"],
+        "final_gap_to_control": table[-1]["test_mean_score"] - control_rows[-1]["test_mean_score"] if control_rows else None,
+        "arm_seconds": arm_seconds,
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(result))
