@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
 from pathlib import Path
 
 import numpy as np
 
-from polx_envs.pusht.demos import _Runner
 from polx_envs.pusht.env import PushTEnv
 from polx_envs.pusht.expert import run_episode
 
@@ -43,8 +43,11 @@ def env_speed(obs_type: str, steps: int) -> float:
 def expert(n_seeds: int, workers: int) -> dict:
     seeds = range(100000, 100000 + n_seeds)
     t0 = time.perf_counter()
-    with _Runner(workers) as runner:
-        results = list(runner.map(run_episode, seeds, {}, stop=lambda: False))
+    if workers > 1:
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            results = pool.map(run_episode, seeds, chunksize=1)  # in seed order
+    else:
+        results = [run_episode(seed) for seed in seeds]
     minutes = (time.perf_counter() - t0) / 60
     return {
         "success_rate": float(np.mean([r["success"] for r in results])),

@@ -12,9 +12,6 @@ float32, ``meta/episode_ends`` (E,) int64.
 from __future__ import annotations
 
 import functools
-import itertools
-import multiprocessing
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -81,36 +78,3 @@ def generate(
         on_result=lambda arrays, success, coverage: coverages.append(coverage),
     )  # fmt: skip
     return {**summary, "mean_max_coverage": float(np.mean(coverages))}
-
-
-class _Runner:
-    """Ordered map over seeds, in this process or a pool of spawned ones, stoppable early."""
-
-    def __init__(self, workers: int):
-        self.workers = workers
-        self.pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
-
-    def __enter__(self) -> "_Runner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
-
-    def map(self, fn, seeds, kwargs: dict, stop):
-        seeds = iter(seeds)
-        if self.pool is None:
-            for s in seeds:
-                if stop():
-                    return
-                yield fn(s, **kwargs)
-            return
-        # keep every worker busy; results come back in seed order
-        pending = deque(self.pool.apply_async(fn, (s,), kwargs) for s in itertools.islice(seeds, 2 * self.workers))
-        while pending and not stop():
-            result = pending.popleft().get()
-            nxt = next(seeds, None)
-            if nxt is not None:
-                pending.append(self.pool.apply_async(fn, (nxt,), kwargs))
-            yield result
