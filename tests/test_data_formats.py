@@ -409,6 +409,56 @@ def test_convert_round_trips_every_array_exactly(tmp_path_factory, spec):
         path = out
 
 
+def _numbered_frames(n, size, level):
+    """Frames whose brightness steps by 16 per frame from ``level``, on a gentle gradient: a frame
+    read back one step early or late is off by 16, far above the codec's error on such images."""
+    h, w, c = size
+    ramp = (np.arange(w)[None, :, None] * 2 + np.arange(h)[:, None, None]) % 24
+    colour = np.array([0, 20, 40][:c])
+    return np.stack([(level + 16 * t) % 150 + 20 + ramp + colour for t in range(n)]).astype(np.uint8)
+
+
+video_specs = st.fixed_dictionaries({
+    "lengths": st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    "size": st.sampled_from([(16, 16, 3), (15, 21, 3), (12, 10, 1)]),
+    "seed": st.integers(0, 2**16),
+})
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(spec=video_specs)
+def test_lerobot_video_keeps_every_array_and_each_frame_in_its_place(tmp_path_factory, spec):
+    """Written as mp4 (lossy), every frame comes back at its own step of its own episode, close to
+    what was written; every other array exactly. Even, odd and one-channel frame sizes."""
+    rng = np.random.default_rng(spec["seed"])
+    eps = [{
+        "action": rng.normal(size=(n, 2)).astype(np.float32),
+        "qpos": rng.normal(size=(n, 3)),
+        "cam": _numbered_frames(n, spec["size"], level=int(rng.integers(0, 200))),
+    } for n in spec["lengths"]]  # fmt: skip
+    root = tmp_path_factory.mktemp("video")
+    out = root / "lr"
+    summary = convert_dataset(write_zarr(root / "src.zarr", eps, 2), out, "lerobot", registry=REGISTRY, progress=False, video=True)
+    assert summary["video"] is True
+    reader = open_dataset(out, registry=REGISTRY)
+    assert reader.source("cam") == "observation.images.cam (video)"
+    assert [p.name for p in out.glob("videos/**/*.mp4")] == ["file-000.mp4"]  # one file, every episode in it
+    for i, ep in enumerate(eps):
+        got = get_episode(reader, i)
+        for key in ("action", "qpos"):
+            assert got[key].dtype == ep[key].dtype and np.array_equal(got[key], ep[key]), key
+        assert got["cam"].shape == ep["cam"].shape and got["cam"].dtype == np.uint8
+        per_frame = np.abs(got["cam"].astype(int) - ep["cam"]).mean(axis=(1, 2, 3))
+        assert per_frame.max() < 4, per_frame
+
+
+def test_video_is_refused_for_a_format_without_it_before_anything_is_written(tmp_path):
+    src = write_zarr(tmp_path / "src.zarr", episodes_of([3]), 2)
+    with pytest.raises(UserInputError, match="--video: format 'hdf5' does not store video; formats that do: lerobot"):
+        convert_dataset(src, tmp_path / "act", "hdf5", registry=REGISTRY, progress=False, video=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.zarr"]
+
+
 def test_convert_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):
     src = write_zarr(tmp_path / "src.zarr", episodes_of([3]), 2)
     (tmp_path / "taken").mkdir()
@@ -444,6 +494,14 @@ def test_cli_info_json_and_convert_in_a_real_process(tmp_path):
     assert again.returncode == 2 and "already exists" in again.stderr
     junk = _polx("data", "info", "nothing_here", cwd=tmp_path)
     assert junk.returncode == 2 and "does not exist" in junk.stderr
+    video = _polx("data", "convert", "act", "act_lr", "--to", "lerobot", "--video", cwd=tmp_path)
+    assert video.returncode == 0, video.stderr
+    assert sorted(p.parent.parent.name for p in (tmp_path / "act_lr").glob("videos/*/*/*.mp4")) == [
+        "observation.images.front", "observation.images.r_vis", "observation.images.top"
+    ]
+    assert sorted(json.loads(_polx("data", "info", "act_lr", "--json", cwd=tmp_path).stdout)["cameras"]) == ["front", "r_vis", "top"]
+    no_video = _polx("data", "convert", "act", "act2", "--to", "hdf5", "--video", cwd=tmp_path)
+    assert no_video.returncode == 2 and "does not store video" in no_video.stderr and not (tmp_path / "act2").exists()
     wrong = _polx("data", "convert", "act", "act.csv", "--to", "csv", cwd=tmp_path)
     assert wrong.returncode == 2 and "--to 'csv' is not a format polx can write; choose one of: hdf5, lerobot, zarr" in wrong.stderr
     assert not (tmp_path / "act.csv").exists()

@@ -1,6 +1,7 @@
 """``polx data convert``: any readable dataset -> a new one in another format, episode by episode.
 
-Every array is copied exactly (same keys, shapes, dtypes and values); the writers are atomic, so
+Every array is copied exactly (same keys, shapes, dtypes and values), except camera frames
+written as video (``video=True``, the LeRobot writer's mp4: lossy); the writers are atomic, so
 an interrupted or failed conversion leaves nothing at the output path. Only one episode is in
 memory at a time (plus the reader's bounded frame cache).
 """
@@ -21,18 +22,22 @@ def writable_formats(registry: Any) -> list[str]:
 
 
 def convert_dataset(
-    src: Path, out: Path, to: str, *, registry: Any, src_format: str | None = None, progress: bool = True, meta: dict | None = None
+    src: Path, out: Path, to: str, *, registry: Any, src_format: str | None = None, progress: bool = True, meta: dict | None = None,
+    video: bool = False,
 ) -> dict:
     """Copy ``src`` into a new dataset at ``out`` in format ``to``; returns a summary dict.
 
     ``meta``: dataset-level attributes for writers that keep them (``write(out, episodes, meta=...)``:
     the hdf5 writer's file attributes, ``sim=True`` for generated data); none by default, since a
-    converted dataset's origin is not known."""
+    converted dataset's origin is not known. ``video``: camera frames as video, for writers that
+    take ``write(out, episodes, video=True)`` (lerobot); refused for the others."""
     from polx.runs import check_writable_dir
 
     formats = dataset_formats(registry)
     if to not in writable_formats(registry):
         raise UserInputError(f"--to {to!r} is not a format polx can write; choose one of: {', '.join(writable_formats(registry))}")
+    if video and to not in video_formats(registry):
+        raise UserInputError(f"--video: format {to!r} does not store video; formats that do: {', '.join(video_formats(registry)) or 'none'}")
     out = Path(out)
     if out.exists():
         raise UserInputError(f"OUT {str(out)!r} already exists; choose a new path (nothing was written)")
@@ -46,20 +51,28 @@ def convert_dataset(
         episodes = tqdm(episodes, total=n, desc=f"{reader.format} -> {to}", unit="episode")
     try:
         write = formats[to].write
-        takes_meta = meta and "meta" in inspect.signature(write).parameters
-        written = write(out, episodes, meta=meta) if takes_meta else write(out, episodes)
+        kwargs = {"meta": meta} if meta and "meta" in inspect.signature(write).parameters else {}
+        written = write(out, episodes, **kwargs, **({"video": True} if video else {}))
     except ValueError as exc:  # a writer's own refusal (a key it cannot name, say)
         raise DatasetError(f"cannot write {str(src)!r} as {to}: {exc} (nothing was written)") from None
-    return {"source": str(src), "source_format": reader.format, "out": str(out), "format": to, "episodes": written, "steps": int(reader.episode_ends[-1])}
+    summary = {"source": str(src), "source_format": reader.format, "out": str(out), "format": to, "episodes": written, "steps": int(reader.episode_ends[-1])}
+    return {**summary, "video": True} if video else summary
 
 
-def generate_in_format(adapter: Any, out: Path, to: str, *, registry: Any, **generate_kwargs: Any) -> dict:
+def video_formats(registry: Any) -> list[str]:
+    """Writable formats whose ``write`` takes ``video=True`` (camera frames as video files)."""
+    return [name for name in writable_formats(registry) if "video" in inspect.signature(dataset_formats(registry)[name].write).parameters]
+
+
+def generate_in_format(adapter: Any, out: Path, to: str, *, registry: Any, video: bool = False, **generate_kwargs: Any) -> dict:
     """``adapter.generate_demos`` (which writes zarr) in any writable format: a hidden zarr beside
     ``out``, converted, then removed; ``out`` appears only when every episode is in."""
     import shutil
     import uuid
 
     out = Path(out)
+    if video and to not in video_formats(registry):
+        raise UserInputError(f"--video: format {to!r} does not store video; formats that do: {', '.join(video_formats(registry)) or 'none'}")
     if to == "zarr":
         return adapter.generate_demos(out, **generate_kwargs)
     if to not in writable_formats(registry):
@@ -68,8 +81,9 @@ def generate_in_format(adapter: Any, out: Path, to: str, *, registry: Any, **gen
     try:
         summary = adapter.generate_demos(staging, **generate_kwargs)
         convert_dataset(
-            staging, out, to, registry=registry, src_format="zarr", progress=generate_kwargs.get("progress", True), meta={"sim": True}
+            staging, out, to, registry=registry, src_format="zarr", progress=generate_kwargs.get("progress", True), meta={"sim": True},
+            video=video,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {**summary, "out": str(out), "format": to}
+    return {**summary, "out": str(out), "format": to, **({"video": True} if video else {})}
