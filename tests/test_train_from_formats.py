@@ -12,6 +12,8 @@ from pathlib import Path
 import h5py
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from polx import cli
 from polx.plugins import load_plugins
@@ -122,3 +124,59 @@ def test_training_without_an_env_refuses_env_image_size_naming_the_encoder_key(a
     result = CliRunner().invoke(cli.main, ["train", "--head", "imf_attnres", "--dataset", str(act_dir), "--run-dir", str(run), "env.image_size=16", *TINY])
     assert result.exit_code == 2 and "encoder.image_size" in result.output, result.output
     assert not run.exists()
+
+
+def test_a_dataset_without_an_env_declares_its_arms_through_env_action_groups(act_dir: Path, tmp_path: Path):
+    """RoboIMI's HDF5 episodes trained env-less, the 16-dim action split into arms by the user:
+    packed layout and split experts run, and each arm's validation loss is logged."""
+    run = tmp_path / "run"
+    args = ["train", "--head", "imf_attnres", "--dataset", str(act_dir), "--run-dir", str(run), "encoder.image_size=16", *TINY,
+            "env.action_groups={left: [0, 8], right: [8, 16]}", "policy.action_layout=packed", "head.action_expert_mode=split_independent"]  # fmt: skip
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 0, result.output
+    keys = {k for line in (run / "logs.json.txt").read_text().splitlines() for k in json.loads(line)}
+    assert {"val_group_loss_left", "val_group_loss_right"} <= keys
+
+
+@pytest.fixture(scope="module")
+def five_dim_store(tmp_path_factory) -> Path:
+    import numpy as np
+
+    from polx.data.replay_buffer import ReplayBuffer
+
+    out = tmp_path_factory.mktemp("groups") / "d.zarr"
+    with ReplayBuffer.writer(out) as rb:
+        rb.add_episode({"action": np.zeros((4, 5), np.float32), "state": np.zeros((4, 2), np.float32)})
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cuts=st.lists(st.integers(0, 5), max_size=4), drop=st.booleans())
+def test_env_action_groups_are_accepted_exactly_when_they_tile_the_action(five_dim_store: Path, cuts, drop):
+    """Any list of cut points makes groups; they are taken as they are when they tile [0, 5) in
+    order with no empty group, and refused naming env.action_groups otherwise."""
+    from polx.data.offline_env import OfflineAdapter, OfflineEnvConfig
+    from polx.errors import UserInputError
+
+    bounds = [0, *cuts, 5]
+    groups = {f"g{i}": (a, b) for i, (a, b) in enumerate(zip(bounds, bounds[1:]))}
+    if drop and len(groups) > 1:
+        groups.pop(f"g{len(groups) // 2}")  # a gap (or a short cover)
+    spans = list(groups.values())
+    starts, stops = [a for a, _ in spans], [b for _, b in spans]
+    tiles = starts == [0, *stops[:-1]] and stops[-1] == 5 and all(b > a for a, b in spans)
+    config = OfflineEnvConfig(dataset=str(five_dim_store), action_groups=groups)
+    if tiles:
+        assert OfflineAdapter(config).shape_meta["action"] == {"shape": [5], "groups": {k: list(v) for k, v in groups.items()}}
+    else:
+        with pytest.raises(UserInputError, match=r"^env\.action_groups: "):
+            OfflineAdapter(config)
+
+
+def test_bad_env_action_groups_exit_2_before_a_run_exists(five_dim_store: Path, tmp_path: Path):
+    run = tmp_path / "run"
+    for groups, message in [("{a: [0, 2], b: [3, 5]}", "group 'b': [3, 5) must start at 2"), ("[0, 5]", "expected a mapping")]:
+        result = CliRunner().invoke(cli.main, ["train", "--head", "imf_attnres", "--dataset", str(five_dim_store), "--run-dir", str(run),
+                                               f"env.action_groups={groups}", *TINY])  # fmt: skip
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not run.exists()

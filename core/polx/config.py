@@ -419,8 +419,8 @@ def unknown_keys(raw: Mapping, schema: Mapping[str, type | None], prefix: str = 
     for sec, cls in schema.items():
         all_keys += _valid_keys(f"{sec}.", cls) if cls is not None else [sec]
     for path in _leaf_paths(raw):
-        if path in all_keys:
-            continue
+        if path in all_keys or any(path.startswith(k + ".") for k in all_keys):
+            continue  # an option, or inside a mapping-valued one (its type check names what is wrong)
         if any(k.startswith(path + ".") for k in all_keys):
             problems.append(f"{path}: expected a mapping of options, got a value")
             continue
@@ -464,6 +464,8 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
         return "required key missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         return f"unknown keys: {', '.join(sorted(exc.extra_fields))}"
+    if isinstance(exc, AttributeError) and "items" in str(exc):  # a non-mapping where a mapping field is
+        return "expected a mapping, e.g. {name: value, ...}"
     if isinstance(exc, (_TypeMismatch, ValueError, TypeError)):
         return str(exc)  # strict hooks and validators already say what was expected and what came
     return f"{type(exc).__name__}: {exc}"

@@ -4,7 +4,9 @@
 key (uint8 (N, H, W, C)) becomes an ``rgb`` observation resized to ``encoder.image_size`` at load
 (read lazily, block by block, through a cache of ``env.frame_cache_mb``),
 and every other key but ``action`` is flattened per step and concatenated, in key order, into
-one ``low_dim`` observation. Its preset turns rollouts off (``eval.rollout_every=0``,
+one ``low_dim`` observation. ``env.action_groups`` declares how the action splits between arms
+(as an env's ``shape_meta`` does), so bimanual heads and ``policy.action_layout=packed`` work on
+a lab's dataset without an env plugin. Its preset turns rollouts off (``eval.rollout_every=0``,
 ``eval.at_end=false``): there is no simulator, so a run reports training and validation losses
 only, and ``make_env`` says so if anything asks.
 """
@@ -31,6 +33,10 @@ class OfflineEnvConfig:
     format: str | None = doc("its format; null: detected (polx train sets it from --dataset-format)", default=None)
     image_size: int | None = doc("square side frames are resized to at load; polx train sets it from encoder.image_size", default=96, validator=in_range(8, 1024))
     frame_cache_mb: int = doc("camera frames kept in memory; frames are read lazily, so a dataset larger than RAM trains", default=2048, validator=in_range(0, 1 << 20))
+    action_groups: dict[str, tuple[int, int]] | None = doc(
+        "the action's groups, name: [start, stop) tiling its dims in order, e.g. {left: [0, 7], right: [7, 14]}; null: one group",
+        default=None,
+    )
 
 
 OFFLINE_PRESET = {"eval": {"rollout_every": 0, "at_end": False}, "encoder": {"image_size": 96}}
@@ -76,7 +82,16 @@ class OfflineAdapter:
             obs[LOW_DIM_KEY] = {"shape": [sum(int(np.prod(infos[k][0][1:])) for k in self.low_dim)], "type": "low_dim"}
         if not obs:
             raise UserInputError(f"dataset {config.dataset!r} has no observation arrays besides 'action'")
-        self.shape_meta = {"obs": obs, "action": {"shape": [int(np.prod(infos["action"][0][1:]))]}}
+        action = {"shape": [int(np.prod(infos["action"][0][1:]))]}
+        if config.action_groups:
+            from polx.policy.layout import declared_groups
+
+            action["groups"] = {name: [int(start), int(stop)] for name, (start, stop) in config.action_groups.items()}
+            try:
+                declared_groups(action)
+            except PolxError as exc:
+                raise UserInputError(f"env.action_groups: {exc} (dataset {config.dataset!r})".replace("shape_meta action group", "group")) from None
+        self.shape_meta = {"obs": obs, "action": action}
 
     def dataset_obs(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
