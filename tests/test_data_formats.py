@@ -456,7 +456,10 @@ def test_video_is_refused_for_a_format_without_it_before_anything_is_written(tmp
     src = write_zarr(tmp_path / "src.zarr", episodes_of([3]), 2)
     with pytest.raises(UserInputError, match="--video: format 'hdf5' does not store video; formats that do: lerobot"):
         convert_dataset(src, tmp_path / "act", "hdf5", registry=REGISTRY, progress=False, video=True)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.zarr"]
+    floats = write_zarr(tmp_path / "floats.zarr", [{"action": np.ones((2, 1), np.float32), "img": np.ones((2, 4, 4, 3), np.float32)}], 2)
+    with pytest.raises(UserInputError, match=r"--video: .* has no camera arrays .* img float32 \(4, 4, 3\)"):  # PushT's DP layout
+        convert_dataset(floats, tmp_path / "lr", "lerobot", registry=REGISTRY, progress=False, video=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["floats.zarr", "src.zarr"]
 
 
 def test_convert_refuses_to_overwrite_and_leaves_nothing_on_failure(tmp_path):

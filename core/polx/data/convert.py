@@ -12,7 +12,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from polx.data.formats import dataset_formats, get_episode, open_dataset
+from polx.data.formats import dataset_formats, get_episode, is_image, open_dataset
 from polx.errors import DatasetError, UserInputError
 
 
@@ -43,6 +43,9 @@ def convert_dataset(
         raise UserInputError(f"OUT {str(out)!r} already exists; choose a new path (nothing was written)")
     check_writable_dir(out.parent, "OUT's parent")
     reader = open_dataset(src, src_format, registry)
+    if video and not any(is_image(*reader.array_info(key)) for key in reader.keys()):
+        kinds = ", ".join(f"{key} {reader.array_info(key)[1]} {tuple(reader.array_info(key)[0][1:])}" for key in reader.keys())
+        raise UserInputError(f"--video: {str(src)!r} has no camera arrays (uint8, (H, W, C) per step) to store as video; it has {kinds} (nothing was written)")
     n = len(reader.episode_ends)
     episodes = (get_episode(reader, i) for i in range(n))
     if progress:
