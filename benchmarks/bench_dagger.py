@@ -11,8 +11,10 @@ demonstrations). Then, round after round:
   change in score that the control shows too comes from the extra training, not from the labels;
 
 and each continues training for ``--steps-per-round`` steps from its previous round's
-checkpoint on all its data, scored on the 50 test seeds (eval.n_test). Readable lines, then one
-JSON line. The full measurement is long (see ``--help``); a tiny run checks it end to end::
+checkpoint on all its data, scored on the 50 test seeds (eval.n_test). Also reported: how much
+the labels jump from one step to the next (mean |a_t - a_{t-1}| and the share over 30 px), for
+the Phase I data and for DAgger's relabelled episodes, since a teacher whose labels jump is hard
+to imitate. Readable lines, then one JSON line. The full measurement is long (see ``--help``); a tiny run checks it end to end::
 
     python benchmarks/bench_dagger.py --tiny --out runs/bench_dagger
 """
@@ -51,6 +53,23 @@ def write_prefix(out: Path, sources: list[tuple[ReplayBuffer, int]]) -> None:
             starts = np.concatenate([[0], ends[:-1]])
             for lo, hi in list(zip(starts, ends))[:n]:
                 rb.add_episode({key: value[lo:hi] for key, value in data.items()})
+
+
+def label_jumps(store: Path) -> dict[str, dict]:
+    """Step-to-step label jumps (px) within episodes, for the starting episodes (``dagger_round`` 0)
+    and the relabelled ones (round > 0); ``python -c`` on a finished run's final store works too."""
+    rb = ReplayBuffer.open(store)
+    data, ends = rb.load(["action", "dagger_round"]), rb.episode_ends
+    jumps: dict[str, list] = {"start": [], "relabelled": []}
+    for lo, hi in zip(np.concatenate([[0], ends[:-1]]), ends):
+        kind = "relabelled" if data["dagger_round"][lo, 0] > 0 else "start"
+        jumps[kind].append(np.linalg.norm(np.diff(data["action"][lo:hi], axis=0), axis=1))
+    out = {}
+    for kind, parts in jumps.items():
+        if parts:
+            j = np.concatenate(parts)
+            out[kind] = {"steps": int(len(j) + len(parts)), "mean_jump_px": float(j.mean()), "share_over_30px": float((j > 30).mean())}
+    return out
 
 
 def main() -> None:
@@ -96,6 +115,9 @@ def main() -> None:
                           run_dir=args.out / "dagger", overrides=tuple(dagger_overrides))  # fmt: skip
     run_dagger(plan)
     table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
+    jumps = label_jumps(plan.run_dir / "data" / f"round_{args.rounds:03d}.zarr")
+    for kind, j in jumps.items():
+        print(f"label jumps, {kind} episodes: mean {j['mean_jump_px']:.1f} px, {j['share_over_30px']:.1%} of steps over 30 px ({j['steps']} steps)")
 
     # BC: the same Phase I, then expert demonstrations matching DAgger's labels round by round
     bc_started = time.perf_counter()
@@ -155,6 +177,7 @@ def main() -> None:
         "dagger": [{k: d[k] for k in ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate")} for d in table],
         "bc": bc_rows,
         "control": control_rows or None,
+        "label_jumps": jumps,
         "final_gap": table[-1]["test_mean_score"] - bc_rows[-1]["test_mean_score"],
         "final_gap_to_control": table[-1]["test_mean_score"] - control_rows[-1]["test_mean_score"] if control_rows else None,
         "arm_seconds": arm_seconds,
