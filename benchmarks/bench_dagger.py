@@ -83,6 +83,9 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10, help="DAgger rollouts per round")
     parser.add_argument("--steps-per-round", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2, help="processes for demos and rollouts (eval.n_envs)")
+    parser.add_argument("--phase1", type=Path, metavar="STAGE",
+                        help="reuse a finished Phase I (an earlier run's dagger/stages/round_000, same overrides) instead of training one")
+    parser.add_argument("--no-bc", dest="bc", action="store_false", help="skip the behaviour-cloning arm")
     parser.add_argument("--no-control", dest="control", action="store_false",
                         help="skip the arm that keeps training on the Phase I data alone")
     parser.add_argument("--tiny", action="store_true", help="a few steps of a tiny head: checks the benchmark runs, measures nothing")
@@ -113,40 +116,48 @@ def main() -> None:
         dagger_overrides = [f"{k}={v}" for k, v in _flat(config_files[0])] + dagger_overrides
     plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
                           run_dir=args.out / "dagger", overrides=tuple(dagger_overrides))  # fmt: skip
+    if args.phase1:
+        if not (args.phase1 / "summary.json").is_file():
+            sys.exit(f"--phase1 {args.phase1}: not a finished Phase I stage (no summary.json)")
+        shutil.copytree(args.phase1, stage_dir(plan, 0))
     run_dagger(plan)
     table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
     jumps = label_jumps(plan.run_dir / "data" / f"round_{args.rounds:03d}.zarr")
     for kind, j in jumps.items():
         print(f"label jumps, {kind} episodes: mean {j['mean_jump_px']:.1f} px, {j['share_over_30px']:.1%} of steps over 30 px ({j['steps']} steps)")
 
-    # BC: the same Phase I, then expert demonstrations matching DAgger's labels round by round
     bc_started = time.perf_counter()
-    bc_plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
-                             run_dir=args.out / "bc", overrides=tuple(dagger_overrides))  # fmt: skip
-    shutil.copytree(stage_dir(plan, 0), stage_dir(bc_plan, 0))
-    needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
-    pool_path = args.out / "bc_pool.zarr"
-    per_episode = max(1, int(np.mean(ReplayBuffer.open(start).episode_lengths)))
-    adapter.generate_demos(pool_path, needed // per_episode + 5, seed=pool_seed, workers=args.workers, keep_all=args.tiny, progress=False)
-    pool, start_rb = ReplayBuffer.open(pool_path), ReplayBuffer.open(start)
-    while pool.n_steps < needed:  # the expert's episodes ran shorter than the first guess
-        more = args.out / f"bc_pool_{pool.n_episodes}.zarr"
-        adapter.generate_demos(more, pool.n_episodes, seed=pool_seed + pool.n_episodes, workers=args.workers, keep_all=args.tiny, progress=False)
-        merged = args.out / f"bc_pool_merged_{pool.n_episodes}.zarr"
-        write_prefix(merged, [(pool, pool.n_episodes), (ReplayBuffer.open(more), 10**9)])
-        pool = ReplayBuffer.open(merged)
-    cumulative = np.cumsum(pool.episode_lengths)
-    bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
-    for row in table[1:]:
-        r = row["round"]
-        n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
-        store = args.out / "bc" / "data" / f"round_{r:03d}.zarr"
-        write_prefix(store, [(start_rb, start_rb.n_episodes), (pool, n)])
-        stage = train_stage(bc_plan, r, store)
-        summary = json.loads((stage / "summary.json").read_text())
-        bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "test_mean_score": summary["metrics"].get("test_mean_score")})
+    bc_rows: list[dict] = []
+    if args.bc:
+        # BC: the same Phase I, then expert demonstrations matching DAgger's labels round by round
+        bc_plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
+                                 run_dir=args.out / "bc", overrides=tuple(dagger_overrides))  # fmt: skip
+        shutil.copytree(stage_dir(plan, 0), stage_dir(bc_plan, 0))
+        needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
+        pool_path = args.out / "bc_pool.zarr"
+        per_episode = max(1, int(np.mean(ReplayBuffer.open(start).episode_lengths)))
+        adapter.generate_demos(pool_path, needed // per_episode + 5, seed=pool_seed, workers=args.workers, keep_all=args.tiny, progress=False)
+        pool, start_rb = ReplayBuffer.open(pool_path), ReplayBuffer.open(start)
+        while pool.n_steps < needed:  # the expert's episodes ran shorter than the first guess
+            more = args.out / f"bc_pool_{pool.n_episodes}.zarr"
+            adapter.generate_demos(more, pool.n_episodes, seed=pool_seed + pool.n_episodes, workers=args.workers, keep_all=args.tiny, progress=False)
+            merged = args.out / f"bc_pool_merged_{pool.n_episodes}.zarr"
+            write_prefix(merged, [(pool, pool.n_episodes), (ReplayBuffer.open(more), 10**9)])
+            pool = ReplayBuffer.open(merged)
+        cumulative = np.cumsum(pool.episode_lengths)
+        bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
+        for row in table[1:]:
+            r = row["round"]
+            n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
+            store = args.out / "bc" / "data" / f"round_{r:03d}.zarr"
+            write_prefix(store, [(start_rb, start_rb.n_episodes), (pool, n)])
+            stage = train_stage(bc_plan, r, store)
+            summary = json.loads((stage / "summary.json").read_text())
+            bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "test_mean_score": summary["metrics"].get("test_mean_score")})
 
-    arm_seconds = {"dagger+phase1": round(bc_started - started, 1), "bc": round(time.perf_counter() - bc_started, 1)}
+    arm_seconds = {"dagger+phase1": round(bc_started - started, 1)}
+    if args.bc:
+        arm_seconds["bc"] = round(time.perf_counter() - bc_started, 1)
 
     # Control: the same Phase I, then the same training steps on the Phase I data alone
     control_rows = []
@@ -162,10 +173,14 @@ def main() -> None:
             control_rows.append({"round": row["round"], "labels": table[0]["dataset_steps"], "test_mean_score": summary["metrics"].get("test_mean_score")})
         arm_seconds["control"] = round(time.perf_counter() - control_started, 1)
 
-    print("round  train_steps  dagger_labels  dagger_score  bc_labels  bc_score" + ("  control_score" if control_rows else ""))
-    for i, (d, b) in enumerate(zip(table, bc_rows)):
-        line = f"{d['round']:>5}  {d['train_steps']:>11}  {d['dataset_steps']:>13}  {d['test_mean_score']:>12.3f}  {b['labels']:>9}  {b['test_mean_score']:>8.3f}"
-        print(line + (f"  {control_rows[i]['test_mean_score']:>13.3f}" if control_rows else ""))
+    columns = [("bc", bc_rows), ("control", control_rows)]
+    print("round  train_steps  dagger_labels  dagger_score" + "".join(f"  {name}_labels  {name}_score" for name, rows in columns if rows))
+    for i, d in enumerate(table):
+        line = f"{d['round']:>5}  {d['train_steps']:>11}  {d['dataset_steps']:>13}  {d['test_mean_score']:>12.3f}"
+        for name, rows in columns:
+            if rows:
+                line += f"  {rows[i]['labels']:>{len(name) + 7}}  {rows[i]['test_mean_score']:>{len(name) + 6}.3f}"
+        print(line)
     result = {
         "bench": "dagger_vs_bc_pusht_keypoints",
         "tiny": args.tiny,
@@ -175,10 +190,10 @@ def main() -> None:
         "start_episodes": args.start_episodes if args.start == "expert" else None,
         "steps_per_round": args.steps_per_round,
         "dagger": [{k: d[k] for k in ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate")} for d in table],
-        "bc": bc_rows,
+        "bc": bc_rows or None,
         "control": control_rows or None,
         "label_jumps": jumps,
-        "final_gap": table[-1]["test_mean_score"] - bc_rows[-1]["test_mean_score"],
+        "final_gap": table[-1]["test_mean_score"] - bc_rows[-1]["test_mean_score"] if bc_rows else None,
         "final_gap_to_control": table[-1]["test_mean_score"] - control_rows[-1]["test_mean_score"] if control_rows else None,
         "arm_seconds": arm_seconds,
         "seconds": round(time.perf_counter() - started, 1),

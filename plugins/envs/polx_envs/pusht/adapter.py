@@ -43,7 +43,7 @@ class PushTAdapter:
         """The scripted expert as a teacher for any state (``polx dagger``; see docs/plugin_hooks.md)."""
         from polx_envs.pusht.expert import PushTExpert
 
-        return PushTExpert(record_size=self.config.render_size if self._needs_images else None)
+        return PushTExpert(record_size=self.config.render_size if self._needs_images else None, travel_speed=self.config.expert_travel_speed)
 
     def dataset_obs(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Replay-buffer arrays -> this obs type's keys plus ``action`` (see the module docs of ``demos``)."""
@@ -117,6 +117,8 @@ class PushTAdapter:
                 "episodes": c.default_episodes, "seed": c.default_seed, "render_size": c.render_size,
                 "legacy": c.legacy, "max_steps": c.demo_max_steps,
             }  # fmt: skip
+            if c.expert_travel_speed != 30.0:  # added only when set, so the default's cache name is unchanged
+                fields["expert_travel_speed"] = c.expert_travel_speed
             readable = f"pusht_expert_v{EXPERT_VERSION}_{c.default_episodes}ep_seed{c.default_seed}_{c.render_size}px"
         from polx.data.cache import cache_name
 
@@ -139,6 +141,7 @@ class PushTAdapter:
             render_size=c.render_size,
             legacy=c.legacy,
             max_steps=c.demo_max_steps,
+            travel_speed=c.expert_travel_speed,
         )
 
 

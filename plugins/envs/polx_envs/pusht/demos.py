@@ -21,11 +21,11 @@ from polx_envs.pusht.env import PushTEnv
 from polx_envs.pusht.expert import PushTExpert
 
 
-def run_demo(seed: int, render_size: int = 96, legacy: bool = True, max_steps: int = 300) -> dict:
+def run_demo(seed: int, render_size: int = 96, legacy: bool = True, max_steps: int = 300, travel_speed: float = 30.0) -> dict:
     """One expert episode from the start state of ``seed``: its arrays and how it went."""
     env = PushTEnv(obs_type="state", render_size=render_size, legacy=legacy)
     env.reset(seed=seed)
-    expert = PushTExpert()
+    expert = PushTExpert(travel_speed=travel_speed)
     rows: dict[str, list] = {"img": [], "state": [], "keypoint": [], "action": [], "n_contacts": []}
     n_contacts, success, max_coverage = 0, False, 0.0
     for _ in range(max_steps):
@@ -62,6 +62,7 @@ def generate(
     render_size: int = 96,
     legacy: bool = True,
     max_steps: int = 300,
+    travel_speed: float = 30.0,
 ) -> dict:
     """Write ``episodes`` expert episodes (successful ones unless ``keep_all``) to a new store.
 
@@ -73,7 +74,7 @@ def generate(
 
     coverages: list[float] = []
     summary = collect_demos(
-        out, episodes, functools.partial(_demo_episode, render_size=render_size, legacy=legacy, max_steps=max_steps),
+        out, episodes, functools.partial(_demo_episode, render_size=render_size, legacy=legacy, max_steps=max_steps, travel_speed=travel_speed),
         env="pusht", seed=seed, workers=workers, keep_all=keep_all, progress=progress, max_attempts=2 * episodes + 5,
         on_result=lambda arrays, success, coverage: coverages.append(coverage),
     )  # fmt: skip
