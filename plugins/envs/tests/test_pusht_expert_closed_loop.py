@@ -84,3 +84,20 @@ def test_record_is_a_row_of_the_demo_layout():
         env.step(demo["action"][t])
     assert demo["n_contacts"].max() > 0
     assert "img" not in PushTAdapter(PushTConfig(obs_type="keypoints")).make_expert().record(env)
+
+
+
+def test_expert_travel_speed_sets_how_far_its_targets_move_per_step(tmp_path):
+    """``env.expert_travel_speed`` is what the expert's targets move by per step between pushes,
+    in its demos and in the expert ``polx dagger`` asks for labels: at 15 no step of its own
+    demos moves farther (seeds 0-40 were checked once: at most 15.0 px), at 30 travel does."""
+    jumps = {speed: np.concatenate([np.linalg.norm(np.diff(run_demo(seed, max_steps=120, travel_speed=speed)["data"]["action"], axis=0), axis=1)
+                                    for seed in (0, 1, 2)]) for speed in (15.0, 30.0)}  # fmt: skip
+    assert jumps[15.0].max() <= 15.5 and (jumps[30.0] > 20).mean() > 0.05
+    assert PushTAdapter(PushTConfig(obs_type="keypoints", expert_travel_speed=15.0)).make_expert().travel_speed == 15.0
+    assert PushTAdapter(PushTConfig(obs_type="keypoints")).make_expert().travel_speed == 30.0  # the default keeps its demos
+    from polx.data.replay_buffer import ReplayBuffer
+
+    PushTAdapter(PushTConfig(obs_type="keypoints", expert_travel_speed=15.0)).generate_demos(tmp_path / "d.zarr", 1, progress=False)
+    written = ReplayBuffer.open(tmp_path / "d.zarr").load(["action"])["action"]
+    assert np.linalg.norm(np.diff(written, axis=0), axis=1).max() <= 15.5

@@ -81,11 +81,15 @@ def test_cache_names_change_with_every_setting_that_changes_the_data():
     names = {PushTAdapter(base).default_dataset_name()}
     import attrs
 
-    for change in ({"legacy": False}, {"demo_max_steps": 200}, {"default_episodes": 10}, {"default_seed": 3}, {"render_size": 64}):
+    changes = ({"legacy": False}, {"demo_max_steps": 200}, {"default_episodes": 10}, {"default_seed": 3}, {"render_size": 64}, {"expert_travel_speed": 15.0})
+    for change in changes:
         names.add(PushTAdapter(attrs.evolve(base, **change)).default_dataset_name())
     names.add(PushTAdapter(attrs.evolve(base, default_data="human")).default_dataset_name())
     names.add(PushTAdapter(attrs.evolve(base, default_data="human", render_size=64)).default_dataset_name())
-    assert len(names) == 8
+    assert len(names) == 9
+    # a setting added later keeps the names its default had, so cached datasets are found again
+    assert PushTAdapter(base).default_dataset_name() == "pusht_expert_v3_200ep_seed0_96px_43dbb815d7.zarr"
+    assert PushTAdapter(attrs.evolve(base, frame_cache_mb=1)).default_dataset_name() == PushTAdapter(base).default_dataset_name()
     # low-dim observations share one frameless human dataset whatever the render size
     kp = {PushTAdapter(PushTConfig(obs_type=o, render_size=s)).default_dataset_name() for o in ("keypoints", "state") for s in (64, 96)}
     assert len(kp) == 1
