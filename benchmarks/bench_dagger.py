@@ -114,8 +114,13 @@ def main() -> None:
     dagger_overrides = list(overrides)
     if config_files:
         dagger_overrides = [f"{k}={v}" for k, v in _flat(config_files[0])] + dagger_overrides
-    plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
-                          run_dir=args.out / "dagger", overrides=tuple(dagger_overrides))  # fmt: skip
+
+    def arm(name: str):
+        """A ``polx dagger`` plan for one arm, in ``--out/name``, with every arm's settings."""
+        return prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
+                              run_dir=args.out / name, overrides=tuple(dagger_overrides))  # fmt: skip
+
+    plan = arm("dagger")
     if args.phase1:
         if not (args.phase1 / "summary.json").is_file():
             sys.exit(f"--phase1 {args.phase1}: not a finished Phase I stage (no summary.json)")
@@ -130,8 +135,7 @@ def main() -> None:
     bc_rows: list[dict] = []
     if args.bc:
         # BC: the same Phase I, then expert demonstrations matching DAgger's labels round by round
-        bc_plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
-                                 run_dir=args.out / "bc", overrides=tuple(dagger_overrides))  # fmt: skip
+        bc_plan = arm("bc")
         shutil.copytree(stage_dir(plan, 0), stage_dir(bc_plan, 0))
         needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
         pool_path = args.out / "bc_pool.zarr"
@@ -163,8 +167,7 @@ def main() -> None:
     control_rows = []
     if args.control:
         control_started = time.perf_counter()
-        control_plan = prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
-                                      run_dir=args.out / "control", overrides=tuple(dagger_overrides))  # fmt: skip
+        control_plan = arm("control")
         shutil.copytree(stage_dir(plan, 0), stage_dir(control_plan, 0))
         control_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
         for row in table[1:]:

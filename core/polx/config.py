@@ -305,6 +305,26 @@ def _variadic_tuple(value: Any, type_: Any) -> tuple:
 converter.register_structure_hook_func(_is_variadic_tuple, _variadic_tuple)
 
 
+def _is_dict(type_: Any) -> bool:
+    return typing.get_origin(type_) is dict
+
+
+def _dict_hook(type_: Any) -> Any:
+    """A mapping-valued option (``env.action_groups={left: [0, 8]}``): refused unless a YAML mapping,
+    then cattrs' own mapping hook (whose errors name the key)."""
+    structure = converter.gen_structure_mapping(type_)
+
+    def hook(value: Any, _type: Any) -> dict:
+        if not isinstance(value, Mapping):
+            raise _TypeMismatch(f"expected a mapping, e.g. {{name: value, ...}}, got {value!r}")
+        return structure(value, _type)
+
+    return hook
+
+
+converter.register_structure_hook_factory(_is_dict, _dict_hook)
+
+
 def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj))
 
@@ -464,8 +484,6 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
         return "required key missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         return f"unknown keys: {', '.join(sorted(exc.extra_fields))}"
-    if isinstance(exc, AttributeError) and "items" in str(exc):  # a non-mapping where a mapping field is
-        return "expected a mapping, e.g. {name: value, ...}"
     if isinstance(exc, (_TypeMismatch, ValueError, TypeError)):
         return str(exc)  # strict hooks and validators already say what was expected and what came
     return f"{type(exc).__name__}: {exc}"

@@ -36,8 +36,7 @@ def convert_dataset(
     formats = dataset_formats(registry)
     if to not in writable_formats(registry):
         raise UserInputError(f"--to {to!r} is not a format polx can write; choose one of: {', '.join(writable_formats(registry))}")
-    if video and to not in video_formats(registry):
-        raise UserInputError(f"--video: format {to!r} does not store video; formats that do: {', '.join(video_formats(registry)) or 'none'}")
+    _check_video(video, to, registry)
     out = Path(out)
     if out.exists():
         raise UserInputError(f"OUT {str(out)!r} already exists; choose a new path (nothing was written)")
@@ -62,6 +61,11 @@ def convert_dataset(
     return {**summary, "video": True} if video else summary
 
 
+def _check_video(video: bool, to: str, registry: Any) -> None:
+    if video and to not in video_formats(registry):
+        raise UserInputError(f"--video: format {to!r} does not store video; formats that do: {', '.join(video_formats(registry)) or 'none'}")
+
+
 def video_formats(registry: Any) -> list[str]:
     """Writable formats whose ``write`` takes ``video=True`` (camera frames as video files)."""
     return [name for name in writable_formats(registry) if "video" in inspect.signature(dataset_formats(registry)[name].write).parameters]
@@ -74,8 +78,7 @@ def generate_in_format(adapter: Any, out: Path, to: str, *, registry: Any, video
     import uuid
 
     out = Path(out)
-    if video and to not in video_formats(registry):
-        raise UserInputError(f"--video: format {to!r} does not store video; formats that do: {', '.join(video_formats(registry)) or 'none'}")
+    _check_video(video, to, registry)
     if to == "zarr":
         return adapter.generate_demos(out, **generate_kwargs)
     if to not in writable_formats(registry):

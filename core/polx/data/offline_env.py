@@ -88,9 +88,9 @@ class OfflineAdapter:
 
             action["groups"] = {name: [int(start), int(stop)] for name, (start, stop) in config.action_groups.items()}
             try:
-                declared_groups(action)
+                declared_groups(action, source="env.action_groups:")
             except PolxError as exc:
-                raise UserInputError(f"env.action_groups: {exc} (dataset {config.dataset!r})".replace("shape_meta action group", "group")) from None
+                raise UserInputError(f"{exc} (dataset {config.dataset!r})") from None
         self.shape_meta = {"obs": obs, "action": action}
 
     def dataset_obs(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -31,8 +31,10 @@ LAYOUTS = ("natural", "packed")
 Group = tuple[str, int, int]  # (name, start, stop): dims [start, stop) of an action vector
 
 
-def declared_groups(action_meta: Mapping[str, Any]) -> tuple[Group, ...]:
-    """The groups of ``shape_meta["action"]``, checked to tile ``[0, A)`` in order; one ``action`` group if none."""
+def declared_groups(action_meta: Mapping[str, Any], source: str = "shape_meta action") -> tuple[Group, ...]:
+    """The groups of ``shape_meta["action"]``, checked to tile ``[0, A)`` in order; one ``action`` group if none.
+
+    ``source`` names where the groups came from in the error message."""
     dim = int(action_meta["shape"][0])
     groups = action_meta.get("groups")
     if not groups:
@@ -42,13 +44,13 @@ def declared_groups(action_meta: Mapping[str, Any]) -> tuple[Group, ...]:
         start, stop = (int(b) for b in bounds)
         if start != expected_start or stop <= start:
             raise PolxError(
-                f"shape_meta action group {name!r}: [{start}, {stop}) must start at {expected_start} and be non-empty "
+                f"{source} group {name!r}: [{start}, {stop}) must start at {expected_start} and be non-empty "
                 f"(groups must tile the {dim} action dims in order)"
             )
         out.append((str(name), start, stop))
         expected_start = stop
     if expected_start != dim:
-        raise PolxError(f"shape_meta action groups cover dims [0, {expected_start}) of the {dim}-dim action; they must cover all")
+        raise PolxError(f"{source} groups cover dims [0, {expected_start}) of the {dim}-dim action; they must cover all")
     return tuple(out)
 
 

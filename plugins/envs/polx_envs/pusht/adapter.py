@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Mapping
 
+import attrs
 import numpy as np
 
 from polx.errors import DatasetError
@@ -117,7 +118,7 @@ class PushTAdapter:
                 "episodes": c.default_episodes, "seed": c.default_seed, "render_size": c.render_size,
                 "legacy": c.legacy, "max_steps": c.demo_max_steps,
             }  # fmt: skip
-            if c.expert_travel_speed != 30.0:  # added only when set, so the default's cache name is unchanged
+            if c.expert_travel_speed != attrs.fields(PushTConfig).expert_travel_speed.default:  # so the default's name is unchanged
                 fields["expert_travel_speed"] = c.expert_travel_speed
             readable = f"pusht_expert_v{EXPERT_VERSION}_{c.default_episodes}ep_seed{c.default_seed}_{c.render_size}px"
         from polx.data.cache import cache_name
