@@ -12,4 +12,13 @@ __version__ = "0.1.0"
 #: Decorator for plugin hook implementations: ``@polx.hookimpl def register_components(register): ...``
 hookimpl = pluggy.HookimplMarker("polx")
 
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["__version__", "hookimpl", "load_policy", "PolicyClient"]
+
+
+def __getattr__(name: str):
+    """``polx.load_policy`` and ``polx.PolicyClient``, imported on first use (``polx.deploy``)."""
+    if name in ("load_policy", "PolicyClient"):
+        import polx.deploy
+
+        return getattr(polx.deploy, name)
+    raise AttributeError(f"module 'polx' has no attribute {name!r}")

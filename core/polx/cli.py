@@ -111,12 +111,17 @@ def plugins() -> None:
 def plugins_list(as_json: bool) -> None:
     """List plugins (version, status or error, components, hooks), then each component's help.
 
-    Environment: POLX_DISABLE_PLUGINS=a,b skips plugins; POLX_STRICT_PLUGINS=1 makes a broken
+    Each plugin's factories are imported and its heads built on the meta device, so a plugin
+    whose factory does not import, whose head lacks a method the trainer calls, or that names a
+    hook polx does not have is listed as broken (polx check plugins also runs each head with
+    its objectives). Environment: POLX_DISABLE_PLUGINS=a,b skips plugins; POLX_STRICT_PLUGINS=1 makes a broken
     plugin an error instead of a row marked broken.
     """
+    from polx.contracts import check_loaded
     from polx.plugins import CORE_PLUGIN_NAME, PluginInfo
 
     loaded = _plugins()
+    check_loaded(loaded)  # factories import, heads have what the trainer calls (polx.contracts)
     core = PluginInfo(  # core's built-in components (JSON log, dataset formats, offline env), listed like a plugin's
         name="core",
         version=__version__,
@@ -159,7 +164,7 @@ def plugin_group() -> None:
 
 
 @plugin_group.command("new")
-@click.argument("kind", type=click.Choice(["head", "objective", "env", "logger"]))
+@click.argument("kind", type=click.Choice(["head", "objective", "env", "logger", "dataset"]))
 @click.argument("name")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True, help="Directory to write polx-plugin-NAME/ in.")
 def plugin_new(kind: str, name: str, out: Path) -> None:
@@ -237,6 +242,7 @@ def train(
         resume_dir=resume_dir,
         overrides=(*overrides, *([f"data.format={dataset_format}"] if dataset_format else [])),
         argv=sys.argv,
+        dry_call=not print_config,
     )
     if print_config:
         click.echo(plan.config.to_yaml(comments=True), nl=False)
@@ -372,16 +378,90 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
 
 
 @main.command("eval")
-@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="A .ckpt written by polx train.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="A .ckpt written by polx train.")
+@click.option("--policy", "policy", metavar="DIR|ws://HOST:PORT", help="A directory written by polx export, or a polx serve server.")
+@click.option("--runtime", type=click.Choice(["torch", "onnx"]), help="With --policy DIR: run it with torch (default) or onnxruntime (needs export --onnx).")
 @click.option("--episodes", type=click.IntRange(min=1), help="Test episodes (default: the run's eval.n_test).")
 @click.option("--seed", type=int, help="First test seed (default: the run's eval.test_start_seed, 100000).")
-@click.option("--out", type=click.Path(path_type=Path), help="Output directory (default: <run>/eval/<time>).")
+@click.option("--out", type=click.Path(path_type=Path), help="Output directory (default: <run>/eval/<time>, <DIR>/eval/<time>, or eval/<time> for a server).")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def eval_cmd(checkpoint: Path, episodes: int | None, seed: int | None, out: Path | None, overrides: tuple[str, ...]) -> None:
-    """Roll out a checkpoint with its saved config; print metrics, write metrics.json and PNGs."""
-    from polx.eval.evaluate import evaluate_checkpoint
+def eval_cmd(
+    checkpoint: Path | None, policy: str | None, runtime: str | None, episodes: int | None, seed: int | None, out: Path | None,
+    overrides: tuple[str, ...],
+) -> None:  # fmt: skip
+    """Roll out a checkpoint with its saved config, or an exported or served policy; print metrics,
+    write metrics.json and PNGs.
 
-    evaluate_checkpoint(_plugins(warn_broken=True), checkpoint, episodes=episodes, seed=seed, out=out, overrides=overrides)
+    \b
+    Examples:
+      polx eval --checkpoint runs/<date>/<run>/checkpoints/latest.ckpt
+      polx eval --policy exported/pusht --runtime onnx --episodes 50
+      polx eval --policy ws://robot-pc:8000            # a policy served by polx serve
+    """
+    if (checkpoint is None) == (policy is None):
+        raise UserInputError("pass exactly one of --checkpoint CKPT and --policy DIR|ws://HOST:PORT")
+    if checkpoint is not None:
+        if runtime is not None:
+            raise UserInputError("--runtime applies to --policy DIR; a checkpoint is evaluated with torch")
+        from polx.eval.evaluate import evaluate_checkpoint
+
+        evaluate_checkpoint(_plugins(warn_broken=True), checkpoint, episodes=episodes, seed=seed, out=out, overrides=overrides)
+        return
+    from polx.deploy.evaluate import evaluate_policy
+
+    evaluate_policy(_plugins(warn_broken=True), policy, runtime=runtime, episodes=episodes, seed=seed, out=out, overrides=overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# deploy
+
+
+@main.command("export")
+@click.argument("source", type=click.Path(path_type=Path), metavar="RUN_DIR|CKPT")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Directory to create (must not exist).")
+@click.option("--onnx", "onnx", is_flag=True, help="Also write policy.onnx: the sampler as one graph, normalisation inside (imf).")
+def export_cmd(source: Path, out: Path, onnx: bool) -> None:
+    """Write a trained policy as a self-contained directory: model.safetensors (EMA weights when
+    kept), config.json, README.md model card and, with --onnx, policy.onnx. No pickle.
+
+    \b
+    Examples:
+      polx export runs/<date>/<run> --out exported/pusht --onnx
+      python -c "import polx; p = polx.load_policy('exported/pusht', runtime='onnx')"
+      polx serve exported/pusht --port 8000
+    """
+    from polx.deploy.export import export_policy
+
+    info = export_policy(_plugins(warn_broken=True), source, out, onnx=onnx)
+    files = ["model.safetensors", "config.json", "README.md"] + (["policy.onnx"] if info["onnx"] else [])
+    click.echo(f"exported {info['plugins']['head']['name']} ({info['weights']} weights, step {info['global_step']}) to {out}: {', '.join(files)}")
+
+
+@main.command("serve")
+@click.argument("directory", type=click.Path(path_type=Path), metavar="DIR")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="TCP port (0: a free one, printed).")
+@click.option("--host", default="0.0.0.0", show_default=True, help="Address to listen on.")
+@click.option("--runtime", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True, help="Run the policy with torch or onnxruntime.")
+@click.option("--device", default="cpu", show_default=True, help="torch runtime: cpu or cuda.")
+def serve_cmd(directory: Path, port: int, host: str, runtime: str, device: str) -> None:
+    """Serve an exported policy over a websocket: msgpack numpy payloads, one session per client.
+
+    \b
+    Each client is sent the policy's metadata on connect, keeps its own observation history,
+    and gets server timing with every reply; GET http://HOST:PORT/healthz answers 200.
+    Clients: polx.PolicyClient("ws://HOST:PORT"), or polx eval --policy ws://HOST:PORT.
+    """
+    from polx.deploy.load import load_policy
+    from polx.deploy.server import PolicyServer
+
+    plugins = _plugins(warn_broken=True) if runtime == "torch" else None
+    policy = load_policy(directory, runtime, device=device, plugins=plugins)
+    server = PolicyServer(policy, host, port)
+
+    def ready(bound: int) -> None:
+        click.echo(f"polx serve: {directory} ({runtime}) on ws://{host}:{bound} (health: http://{host}:{bound}/healthz); Ctrl-C stops", err=True)
+
+    server.run(on_ready=ready)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -172,13 +172,19 @@ class IMFObjective:
         Steps go from t = 1 to t = 0 on a uniform grid: ``z <- z - (t_i - t_{i+1}) u(z, t_{i+1}, t_i)``.
         The head's train/eval mode is left as the caller set it.
         """
+        shape = (cond.shape[0], head.spec.horizon, head.spec.action_dim)
+        noise_device = generator.device if generator is not None else cond.device
+        noise = torch.randn(shape, generator=generator, device=noise_device, dtype=cond.dtype).to(cond.device)
+        return self.sample_from_noise(head, cond, noise, num_steps)
+
+    def sample_from_noise(self, head: nn.Module, cond: torch.Tensor, noise: torch.Tensor, num_steps: int | None = None) -> torch.Tensor:
+        """``sample`` from given noise (B, horizon, action_dim): a pure function of its inputs, so
+        ``polx export --onnx`` traces it, normalisation around it, into one graph."""
         steps = self.default_num_steps if num_steps is None else num_steps
         if not isinstance(steps, int) or steps < 1:
             raise ValueError(f"imf sample: num_steps must be a positive int, got {num_steps!r}")
         B = cond.shape[0]
-        shape = (B, head.spec.horizon, head.spec.action_dim)
-        noise_device = generator.device if generator is not None else cond.device
-        z = torch.randn(shape, generator=generator, device=noise_device, dtype=cond.dtype).to(cond.device)
+        z = noise
         times = torch.linspace(1.0, 0.0, steps + 1, dtype=cond.dtype, device=cond.device)
         for i in range(steps):
             t, r = times[i].expand(B), times[i + 1].expand(B)

@@ -1,0 +1,156 @@
+"""``polx eval --policy DIR|ws://HOST:PORT``: roll out an exported or served policy.
+
+The env and the evaluation settings come from the policy's saved run config (``config.json``, or
+the metadata a server sends on connect) with ``env.*`` and ``eval.*`` overrides; the episodes are
+run here, one after another, each seeding the env and the policy's noise with its seed, as
+``polx eval --checkpoint`` does. Through the torch runtime a policy therefore scores exactly as its
+checkpoint did, seed by seed; through onnxruntime its noise is numpy's, so it matches in
+distribution. ``eval.n_envs`` does not apply: the policy is one runtime.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from polx.deploy import artifact
+from polx.errors import ConfigError, UserInputError
+
+
+def is_server(source: str | Path) -> bool:
+    return str(source).startswith(("ws://", "wss://"))
+
+
+def env_and_eval(plugins: Any, run_config: dict, overrides: Iterable[str]) -> tuple[Any, Any]:
+    """(env adapter, ``EvalConfig``) from a saved run config and ``env.KEY=VALUE`` / ``eval.KEY=VALUE`` overrides."""
+    from polx.config import CORE_SECTIONS, parse_override, set_dotted, structure_section, unknown_keys
+
+    env_name = (run_config.get("components") or {}).get("env")
+    if not env_name:
+        raise UserInputError("the policy's config names no env; it cannot be rolled out here")
+    comp = plugins.registry.get("env", env_name)
+    tree = {"env": dict(run_config.get("env") or {}), "eval": dict(run_config.get("eval") or {})}
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] not in ("env", "eval") or len(keys) < 2:
+            raise UserInputError(f"{text!r}: only env.KEY=VALUE and eval.KEY=VALUE overrides apply to an exported policy")
+        tree[keys[0]] = set_dotted(tree[keys[0]], keys[1:], value)
+    problems = unknown_keys(tree, {"env": comp.config_cls, "eval": CORE_SECTIONS["eval"]})
+    if problems:
+        raise ConfigError(problems)
+    env_cfg = structure_section("env", tree["env"], comp.config_cls, problems)
+    ev = structure_section("eval", tree["eval"], CORE_SECTIONS["eval"], problems)
+    if problems:
+        raise ConfigError(problems)
+    return comp.build(env_cfg), ev
+
+
+def _check_seeds(ev: Any) -> None:
+    from polx.runs import EPISODE_SEEDS
+
+    problems = []
+    for key, first, count in (("eval.test_start_seed", ev.test_start_seed, ev.n_test), ("eval.train_start_seed", ev.train_start_seed, ev.n_train)):
+        last = first + max(count, 1) - 1
+        if first < EPISODE_SEEDS[0] or last > EPISODE_SEEDS[1]:
+            problems.append(f"{key}: episode seeds {first}..{last} must lie in {EPISODE_SEEDS[0]}..{EPISODE_SEEDS[1]}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def default_out(source: str | Path) -> Path:
+    from polx.train.run_dir import unique_dir
+
+    base = Path("eval") if is_server(source) else Path(source) / "eval"
+    return unique_dir(base / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
+
+
+def evaluate_policy(
+    plugins: Any,
+    source: str | Path,
+    *,
+    runtime: str | None = None,
+    episodes: int | None = None,
+    seed: int | None = None,
+    out: Path | None = None,
+    overrides: Iterable[str] = (),
+) -> dict:
+    """Roll out the policy at ``source`` (a directory from ``polx export`` or a ``ws://`` server); returns ``metrics.json``'s dict."""
+    import attrs
+
+    from polx.eval.metrics import summarize
+    from polx.eval.rollout import _render, run_episode
+    from polx.runs import check_writable_dir
+
+    server = is_server(source)
+    if server and runtime is not None:
+        raise UserInputError("--runtime applies to a policy directory; a server runs the runtime it was started with (polx serve --runtime)")
+    runtime = runtime or "torch"
+    if runtime not in artifact.RUNTIMES:
+        raise UserInputError(f"--runtime {runtime!r} is unknown; choose one of: {', '.join(artifact.RUNTIMES)}")
+    if not server:
+        info = artifact.read_config(Path(source))  # bad directories exit 2 before anything else
+    out = Path(out) if out is not None else default_out(source)
+    check_writable_dir(out, "--out")
+    if (out / "metrics.json").exists():
+        raise UserInputError(f"--out {str(out)!r} already holds a metrics.json; choose another directory")
+
+    if server:
+        from polx.deploy.client import PolicyClient
+
+        policy = PolicyClient(str(source))
+        info = policy.metadata
+    else:
+        from polx.deploy.load import load_policy
+
+        policy = load_policy(Path(source), runtime, plugins=plugins)
+    try:
+        adapter, ev = env_and_eval(plugins, info["run_config"], overrides)
+        ev = attrs.evolve(ev, n_test=ev.n_test if episodes is None else episodes, test_start_seed=ev.test_start_seed if seed is None else seed)
+        _check_seeds(ev)
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            env = adapter.make_env()
+            done: dict[tuple[str, int], Any] = {}
+            images: dict[str, str] = {}
+            try:
+                for kind, start, count in (("test", ev.test_start_seed, ev.n_test), ("train", ev.train_start_seed, ev.n_train)):
+                    for index in range(count):
+                        episode = run_episode(env, policy, start + index, ev.max_steps, index)
+                        done[(kind, index)] = episode
+                        if kind == "test" and index < ev.n_vis:
+                            images.update(_render(plugins, env, episode, out))
+            finally:
+                env.close()
+        except BaseException:
+            if created:  # a failed evaluation leaves no half-filled directory behind
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+    finally:
+        if server:
+            policy.close()
+    test = [done[("test", i)] for i in range(ev.n_test)]
+    train = [done[("train", i)] for i in range(ev.n_train)]
+    metrics = {**summarize("test", test), **summarize("train", train)}
+    report = {
+        "policy": str(source),
+        "runtime": "websocket" if server else runtime,
+        "global_step": info.get("global_step"),
+        "weights": info.get("weights"),
+        "n_test": ev.n_test,
+        "test_start_seed": ev.test_start_seed,
+        "n_train": ev.n_train,
+        "train_start_seed": ev.train_start_seed,
+        "metrics": metrics,
+        "images": images,
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    for key, value in metrics.items():
+        if "/" not in key:
+            print(f"{key}: {value:.4f}")
+    print(f"metrics: {out / 'metrics.json'}", file=sys.stdout)
+    return report
