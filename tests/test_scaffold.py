@@ -23,7 +23,7 @@ from polx.cli import main
 from polx.plugins import load_plugins
 from polx.scaffold import KIND_NAMES, write_plugin
 
-NAMES = {"head": "mlp_head", "objective": "flow", "env": "reach", "logger": "rows"}
+NAMES = {"head": "mlp_head", "objective": "flow", "env": "reach", "logger": "rows", "dataset": "npz_steps"}
 
 
 def _import(root: Path, name: str, monkeypatch):

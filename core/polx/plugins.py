@@ -13,9 +13,12 @@ plugins list``, the start-up warning of ``train``/``eval``, and unknown-componen
 from __future__ import annotations
 
 import contextlib
+import difflib
 import importlib
 import io
 import os
+import re
+import sys
 import traceback
 from importlib import metadata
 from typing import Any, Callable, Iterable
@@ -29,6 +32,18 @@ from polx.errors import DuplicateComponentError, PluginLoadError, UnknownCompone
 
 ENTRY_POINT_GROUP = "polx"
 CORE_PLUGIN_NAME = "polx.core"
+#: polx's own plugin distributions: they load before any other, so their component and
+#: entry-point names stay theirs whatever a third-party distribution registers
+SHIPPED_DISTRIBUTIONS = frozenset({"polx-plugin-imf-attnres", "polx-plugin-ddpm-transformer", "polx-plugin-envs", "polx-plugin-loggers"})
+
+
+def dist_key(name: str | None) -> str:
+    """A distribution name as pip compares them: ``Polx_Plugin.Foo`` -> ``polx-plugin-foo``."""
+    return re.sub(r"[-_.]+", "-", name or "").lower()
+
+
+def is_shipped(distribution: str | None) -> bool:
+    return dist_key(distribution) in SHIPPED_DISTRIBUTIONS
 
 
 @attrs.define(kw_only=True)
@@ -47,14 +62,31 @@ class Component:
     objectives: tuple[str, ...] | None = None
     #: objectives: heads known to answer this objective's call, besides those that name it
     heads: tuple[str, ...] | None = None
+    #: how messages name the plugin that registered it: ``'mlp' (polx-plugin-mlp 0.1)``
+    origin: str = ""
+
+    def describe(self) -> str:
+        """``head 'mlp' of plugin 'mlp' (polx-plugin-mlp 0.1)``: a component named with its plugin."""
+        return f"{self.kind} {self.name!r} of plugin {self.origin or repr(self.plugin)}"
+
+    def load_factory(self) -> Callable[..., Any]:
+        """The factory, imported first when it was registered as ``"module:attr"``; a path that
+        does not import raises ``PluginLoadError`` naming the component and its plugin."""
+        factory = self.factory
+        if not isinstance(factory, str):
+            return factory
+        module_name, _, attr = factory.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise PluginLoadError(f"{self.describe()}: factory {factory!r} does not import: {_describe(exc)}") from exc
+        if not attr or not hasattr(module, attr):
+            raise PluginLoadError(f"{self.describe()}: factory {factory!r}: module {module_name!r} has no attribute {attr!r}")
+        return getattr(module, attr)
 
     def build(self, *args: Any) -> Any:
         """Call the factory, importing it first when it was registered as ``"module:attr"``."""
-        factory = self.factory
-        if isinstance(factory, str):
-            module_name, _, attr = factory.partition(":")
-            factory = getattr(importlib.import_module(module_name), attr)
-        return factory(*args)
+        return self.load_factory()(*args)
 
 
 @attrs.define(kw_only=True)
@@ -129,6 +161,10 @@ class Registry:
     def register(self, kind: str, name: str, config_cls: type, factory: Callable[..., Any] | str, help: str = "", *, plugin: str, **extras: Any) -> None:
         """Check and add one component; a taken name raises ``DuplicateComponentError``."""
         self.add(self.make(kind, name, config_cls, factory, help, plugin=plugin, **extras))
+
+    def remove_plugin(self, plugin: str) -> None:
+        """Drop every component ``plugin`` registered (it was found broken after loading); its claims stay."""
+        self._components = {key: comp for key, comp in self._components.items() if comp.plugin != plugin}
 
     def add(self, comp: Component) -> None:
         key = (comp.kind, comp.name)
@@ -271,8 +307,10 @@ def load_plugins(
     """Load every ``polx`` entry point (or the given ones) plus ``extra`` (name, module) pairs.
 
     ``extra`` exists for tests and embedding: an in-process plugin object goes through the same
-    registration path as an installed one. Entry points load in name order after core, and a
-    component name belongs to the first plugin that registers it.
+    registration path as an installed one. Core registers first, then polx's own distributions
+    (``SHIPPED_DISTRIBUTIONS``), then every other entry point in name order, then ``extra``; a
+    component name, and an entry-point name, belongs to the first plugin that takes it, so a
+    third-party distribution can never take a name from polx's own plugins.
     """
     strict = _env_flag("POLX_STRICT_PLUGINS") if strict is None else strict
     disabled = _disabled_names()
@@ -294,7 +332,7 @@ def load_plugins(
 
     eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points)
     candidates: list[tuple[str, Callable[[], Any], str | None, str | None]] = []
-    for ep in sorted(eps, key=lambda e: e.name):
+    for ep in sorted(eps, key=lambda e: (not is_shipped(getattr(getattr(e, "dist", None), "name", None)), e.name)):
         dist = getattr(ep, "dist", None)
         candidates.append((ep.name, ep.load, getattr(dist, "version", None), getattr(dist, "name", None)))
     for name, obj in extra:
@@ -303,12 +341,15 @@ def load_plugins(
     for name, load, version, dist_name in candidates:
         info = PluginInfo(name=name, version=version, distribution=dist_name, status="ok")
         infos.append(info)
-        registry.plugins[name] = info
-        if "*" in disabled or name in disabled:
-            info.status = "disabled"
+        if name in registry.plugins:  # an entry-point name already taken: the newcomer alone is refused
+            first = registry.plugins[name]
+            info.status, info.error = "broken", _taken_entry_point(first, info)
+            if strict:
+                raise PluginLoadError(f"plugin {info.label()} failed to load: {info.error}")
             continue
-        if pm.has_plugin(name):
-            mark_broken(info, f"a plugin named {name!r} is already loaded")
+        registry.plugins[name] = info
+        if "*" in disabled or name in disabled or (dist_name and dist_key(dist_name) in {dist_key(d) for d in disabled}):
+            info.status = "disabled"
             continue
         guard = _Guarded()
         try:
@@ -319,17 +360,48 @@ def load_plugins(
         if guard.printed():
             mark_broken(info, f"at import: {guard.printed()}")
             continue
+        unknown = _unknown_hooks(pm, pm.get_plugin(name))
+        if unknown:
+            mark_broken(info, unknown)
+            continue
         info.hooks = sorted(h.name for h in (pm.get_hookcallers(pm.get_plugin(name)) or []))
 
-    by_name = {i.name: i for i in infos}
     impls = {impl.plugin_name: impl for impl in pm.hook.register_components.get_hookimpls()}
-    for plugin_name in [CORE_PLUGIN_NAME, *by_name]:  # core first, then entry points by name
+    for plugin_name in [CORE_PLUGIN_NAME, *registry.plugins]:  # core first, then the load order above
         if plugin_name in impls and pm.has_plugin(plugin_name):
-            _register_plugin(registry, impls[plugin_name], by_name.get(plugin_name), mark_broken)
+            _register_plugin(registry, impls[plugin_name], registry.plugins.get(plugin_name), mark_broken)
     for info in infos:
-        info.components = registry.by_plugin(info.name)
-        info.help = registry.help_by_plugin(info.name)
+        if info.status != "broken" or registry.plugins.get(info.name) is info:
+            info.components = registry.by_plugin(info.name)
+            info.help = registry.help_by_plugin(info.name)
     return PolxPlugins(pm, registry, infos)
+
+
+def _taken_entry_point(first: PluginInfo, newcomer: PluginInfo) -> str:
+    """Why ``newcomer`` is not loaded: ``first`` has its entry-point name, and how to make it go away."""
+    dist = newcomer.distribution or newcomer.name
+    owner = "polx's own plugin" if is_shipped(first.distribution) else "the plugin loaded first"
+    return (
+        f"entry point {newcomer.name!r} of {newcomer.label()} has the name of {first.label()}; {owner} keeps it and this one "
+        f"is not loaded; rename the entry point, uninstall {dist}, or set POLX_DISABLE_PLUGINS={dist} to skip it "
+        f"(POLX_DISABLE_PLUGINS={newcomer.name} would skip both)"
+    )
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """A problem when ``plugin`` implements a hook polx does not specify (a typo: ``register_component``)."""
+    known = sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "polx_spec"))
+    unknown = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.spec is not None:
+            continue
+        impls = [impl for impl in caller.get_hookimpls() if impl.plugin is plugin and not impl.optionalhook]
+        if impls:
+            close = difflib.get_close_matches(caller.name, known, n=1)
+            unknown.append(f"{caller.name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    if not unknown:
+        return None
+    return f"implements hooks polx does not have: {', '.join(unknown)}; polx's hooks are {', '.join(known)} (docs/plugin_hooks.md)"
 
 
 def _register_plugin(registry: Registry, impl: Any, info: PluginInfo | None, mark_broken: Callable[..., None]) -> None:
@@ -339,7 +411,9 @@ def _register_plugin(registry: Registry, impl: Any, info: PluginInfo | None, mar
 
     def register(kind: str, name: str, config_cls: type, factory: Any, help: str = "", **extras: Any) -> None:
         registry.claims.setdefault((kind, name), plugin_name)
-        staged.append(registry.make(kind, name, config_cls, factory, help, plugin=plugin_name, **extras))
+        comp = registry.make(kind, name, config_cls, factory, help, plugin=plugin_name, **extras)
+        comp.origin = info.label() if info is not None else "polx (core)"
+        staged.append(comp)
 
     guard, problem, error = _Guarded(), None, None
     try:
@@ -351,11 +425,7 @@ def _register_plugin(registry: Registry, impl: Any, info: PluginInfo | None, mar
     taken = [(c, registry.owner(c.kind, c.name)) for c in staged if registry.owner(c.kind, c.name)]
     if problem is None and taken:
         comp, owner = taken[0]
-        first, second = (registry.plugins[p].label() if p in registry.plugins else repr(p) for p in (owner, plugin_name))
-        problem = (
-            f"{comp.kind} {comp.name!r} is registered by both {first} and {second}; the name stays with {owner!r} "
-            f"and {plugin_name!r} is not loaded; uninstall one of them, or set POLX_DISABLE_PLUGINS={plugin_name} to skip it"
-        )
+        problem = _taken_name(registry, comp, owner, info)
     if problem is None:
         for comp in staged:
             registry.add(comp)
@@ -365,6 +435,33 @@ def _register_plugin(registry: Registry, impl: Any, info: PluginInfo | None, mar
     for comp, owner in taken:  # what the first owner provides is not the broken plugin's
         registry.claims[(comp.kind, comp.name)] = owner
     mark_broken(info, problem, error)
+
+
+def _taken_name(registry: Registry, comp: Component, owner: str, newcomer: PluginInfo | None) -> str:
+    """Why a plugin registering a taken name is not loaded, naming both distributions and the fix."""
+    first = registry.plugins.get(owner)
+    first_label = first.label() if first is not None else f"polx's core (polx {_polx_version()})"
+    second_label = newcomer.label() if newcomer is not None else repr(comp.plugin)
+    ours = first is None or is_shipped(first.distribution)
+    keeps = f"polx's own {first_label}" if ours else repr(owner)
+    fix = f"uninstall {newcomer.distribution}" if ours and newcomer is not None and newcomer.distribution else "uninstall one of them"
+    return (
+        f"{comp.kind} {comp.name!r} is registered by both {first_label} and {second_label}; the name stays with {keeps} "
+        f"and {comp.plugin!r} is not loaded; {fix}, or set POLX_DISABLE_PLUGINS={comp.plugin} to skip it"
+    )
+
+
+def _polx_version() -> str:
+    from polx import __version__
+
+    return __version__
+
+
+def warn_broken(plugins: PolxPlugins) -> PolxPlugins:
+    """Name each broken plugin on stderr (the start-up warning of commands that train or evaluate); returns ``plugins``."""
+    for line in plugins.broken_warnings():
+        print(line, file=sys.stderr)
+    return plugins
 
 
 def check_name(plugins: PolxPlugins, kind: str, name: str) -> None:

@@ -171,11 +171,14 @@ def prepare_training(
     resume_dir: Path | None = None,
     overrides: Iterable[str] = (),
     argv: list[str] | None = None,
+    dry_call: bool = False,
 ) -> TrainingPlan:
     """Validate the request; ``run_dir`` names the exact directory (default: under ``out`` by date).
 
     ``data.path`` is made absolute (against the working directory), so ``config.yaml`` names the
-    data the run trained on wherever it is resumed from.
+    data the run trained on wherever it is resumed from. ``dry_call`` (a new run about to start):
+    build the head and objective and call them once on a tiny batch (``polx.contracts.check_run``),
+    so a head or objective that breaks its contract exits 2 before the run directory exists.
     """
     overrides = list(overrides)
     if dataset is not None:
@@ -233,6 +236,10 @@ def prepare_training(
     check_sample_steps(config)
     if config.data.path is not None and not Path(config.data.path).exists():
         raise DatasetError(f"dataset {config.data.path!r} does not exist (data.path / --dataset)")
+    if dry_call and not resume:
+        from polx.contracts import check_run
+
+        check_run(plugins, config)
     return TrainingPlan(plugins=plugins, config=config, run_dir=run_dir, resume=resume, argv=list(argv or []), exact_run_dir=exact)
 
 

@@ -12,8 +12,8 @@ Layout for ``polx plugin new head mlp``::
       polx_mlp/__init__.py
       polx_mlp/config.py       the attrs config class (cheap: loaded with the plugin, no torch)
       polx_mlp/plugin.py       register_components (and render_trajectory for an env)
-      polx_mlp/<kind>.py       the component: head.py, objective.py, env.py or logger.py
-      tests/test_mlp.py
+      polx_mlp/<kind>.py       the component: head.py, objective.py, env.py, logger.py or dataset.py
+      tests/test_mlp.py        its own tests, and polx.testing's contract check for its kind
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from string import Template
 from polx import scaffold_templates as templates
 from polx.errors import UserInputError
 
-KIND_NAMES = ("head", "objective", "env", "logger")
+KIND_NAMES = ("head", "objective", "env", "logger", "dataset")
 
 
 def camel(name: str) -> str:

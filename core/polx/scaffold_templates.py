@@ -135,9 +135,18 @@ from polx.components import ObsActionSpec
 from polx.plugins import load_plugins
 from $package import plugin
 from $package.config import ${Name}Config
+from polx.testing import check_head
 from $package.head import build_head
 
 SPEC = ObsActionSpec(action_dim=2, horizon=8, n_obs_steps=2, cond_dim=5)
+
+
+def _plugins():
+    """The installed plugins, with this one added when it is not installed (tests run from the source tree)."""
+    plugins = load_plugins()
+    if "$name" in plugins.registry.names("$kind"):
+        return plugins
+    return load_plugins(extra=[("$name", plugin)])
 
 
 def test_registers():
@@ -166,6 +175,12 @@ def test_a_ddpm_step_when_the_objective_is_installed():
     loss, _ = plugins.hook.compute_loss(objective=objective, head=head, batch=batch)
     loss.backward()
     assert torch.isfinite(loss)
+
+
+def test_keeps_the_polx_head_contract():
+    """polx.testing: built through the hooks, a module with spec, forward and get_optim_groups, and a
+    dry call with each installed objective it pairs with (finite loss, (batch, horizon, action_dim) sample)."""
+    check_head(_plugins(), "$name", config={"hidden": 16})
 '''
 
 # ---------------------------------------------------------------------------------------------
@@ -256,17 +271,27 @@ def build_objective(config) -> ${Name}Objective:
 OBJECTIVE_TEST = '''
 """Objective $name registers, ignores entries that are not valid, and samples chunks."""
 
+import pytest
 import torch
 from torch import nn
 
 from polx.components import ObsActionSpec
 from polx.plugins import load_plugins
 from polx.policy.valid import valid_mask
+from polx.testing import check_objective
 from $package import plugin
 from $package.config import ${Name}Config
 from $package.objective import build_objective
 
 SPEC = ObsActionSpec(action_dim=2, horizon=8, n_obs_steps=2, cond_dim=5)
+
+
+def _plugins():
+    """The installed plugins, with this one added when it is not installed (tests run from the source tree)."""
+    plugins = load_plugins()
+    if "$name" in plugins.registry.names("$kind"):
+        return plugins
+    return load_plugins(extra=[("$name", plugin)])
 
 
 class TinyHead(nn.Module):
@@ -305,6 +330,15 @@ def test_sample_shape_and_reproducibility():
     a = objective.sample(head, cond, None, torch.Generator().manual_seed(1))
     b = objective.sample(head, cond, None, torch.Generator().manual_seed(1))
     assert a.shape == (2, SPEC.horizon, SPEC.action_dim) and torch.equal(a, b)
+
+
+def test_keeps_the_polx_objective_contract():
+    """polx.testing, with the shipped head it names: a dry call (finite loss, (batch, horizon,
+    action_dim) sample) and the masking property, through the hooks training uses."""
+    plugins = _plugins()
+    if "ddpm_transformer" not in plugins.registry.names("head"):
+        pytest.skip("head ddpm_transformer (polx-plugin-ddpm-transformer) is not installed")
+    check_objective(plugins, "$name", head="ddpm_transformer", head_config={"n_emb": 16, "n_layer": 1, "n_head": 2})
 '''
 
 # ---------------------------------------------------------------------------------------------
@@ -471,9 +505,18 @@ import numpy as np
 
 from polx.data.replay_buffer import ReplayBuffer
 from polx.plugins import load_plugins
+from polx.testing import check_env
 from $package import plugin
 from $package.config import ${Name}Config
 from $package.env import ${Name}Adapter
+
+
+def _plugins():
+    """The installed plugins, with this one added when it is not installed (tests run from the source tree)."""
+    plugins = load_plugins()
+    if "$name" in plugins.registry.names("$kind"):
+        return plugins
+    return load_plugins(extra=[("$name", plugin)])
 
 
 def test_registers():
@@ -517,6 +560,11 @@ def test_render_trajectory_draws_a_png(tmp_path):
     path = str(tmp_path / "t.png")
     assert plugin.render_trajectory(env=env, episode=None, path=path) == path
     assert plugin.render_trajectory(env=object(), episode=None, path=path) is None
+
+
+def test_keeps_the_polx_env_contract():
+    """polx.testing: shape_meta well formed, the adapter pickles, reset/step give exactly its keys and shapes."""
+    check_env(_plugins(), "$name")
 '''
 
 # ---------------------------------------------------------------------------------------------
@@ -584,9 +632,18 @@ import csv
 
 from polx.components import Run
 from polx.plugins import load_plugins
+from polx.testing import check_logger
 from $package import plugin
 from $package.config import ${Name}Config
 from $package.logger import ${Name}Logger
+
+
+def _plugins():
+    """The installed plugins, with this one added when it is not installed (tests run from the source tree)."""
+    plugins = load_plugins()
+    if "$name" in plugins.registry.names("$kind"):
+        return plugins
+    return load_plugins(extra=[("$name", plugin)])
 
 
 def test_registers():
@@ -600,7 +657,177 @@ def test_rows(tmp_path):
     logger.close()
     rows = list(csv.reader((tmp_path / "$name.csv").open()))
     assert rows == [["step", "key", "value"], ["5", "train_loss", "0.25"], ["5", "test/trajectory_0", "media/rollout_5/episode_0.png"]]
+
+
+def test_keeps_the_polx_logger_contract(tmp_path):
+    """polx.testing: opens for a run, logs numbers and a PNG path, closes."""
+    check_logger(_plugins(), "$name", tmp_path)
 '''
+
+# ---------------------------------------------------------------------------------------------
+# dataset format
+
+DATASET_CONFIG = '''
+"""Config of dataset format $name (loaded with the plugin: no heavy imports here)."""
+
+from attrs import define
+
+
+@define(frozen=True, kw_only=True)
+class ${Name}Config:
+    """Dataset format $name. polx builds a format with its config's defaults (there is no per-run
+    section for formats), so settings that differ between datasets belong in the data itself."""
+'''
+
+DATASET_PLUGIN = '''
+"""Entry point of $dist: registers dataset format $name (cheap: config classes only)."""
+
+from polx import hookimpl
+from $package.config import ${Name}Config
+
+
+@hookimpl
+def register_components(register):
+    register("dataset", "$name", ${Name}Config, "$package.dataset:${Name}Format",
+             help="a directory holding $name.npz: every step array plus episode_ends")
+'''
+
+DATASET_MODULE = '''
+"""Dataset format $name: a directory holding one ``$name.npz`` with every step array (equal
+lengths, one row per step) and ``episode_ends`` (int64 exclusive end steps, cumulative).
+
+The contract (``polx.components.DatasetFormat``, ``DatasetReader``): ``detect`` looks at names
+only and never raises; ``open`` validates and raises ``polx.errors.DatasetError`` naming the file
+and key (exit 2); ``write`` is atomic, refuses an existing ``out`` and returns the episode count.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from polx.errors import DatasetError
+
+FILE = "$name.npz"
+ENDS = "episode_ends"
+
+
+class ${Name}Format:
+    name = "$name"
+
+    def __init__(self, config):
+        self.config = config
+
+    def detect(self, path) -> bool:
+        return (Path(path) / FILE).is_file()
+
+    def open(self, path) -> "${Name}Reader":
+        return ${Name}Reader(Path(path))
+
+    def write(self, out, episodes) -> int:
+        """``{key: (T, ...)}`` episodes as a new dataset at ``out``: written aside, renamed into place."""
+        out = Path(out)
+        if out.exists():
+            raise DatasetError(f"{str(out)!r} exists; choose a new path (a dataset is never overwritten)")
+        arrays, ends = {}, []
+        for i, episode in enumerate(episodes):
+            steps = {len(value) for value in episode.values()}
+            if len(steps) != 1 or (ends and set(episode) != set(arrays)):
+                raise DatasetError(f"episode {i}: every episode needs the same keys, each with one row per step")
+            for key, value in episode.items():
+                arrays.setdefault(key, []).append(np.asarray(value))
+            ends.append((ends[-1] if ends else 0) + steps.pop())
+        if not ends:
+            raise DatasetError(f"no episodes to write to {str(out)!r}")
+        tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            np.savez(tmp / FILE, **{key: np.concatenate(parts) for key, parts in arrays.items()}, **{ENDS: np.asarray(ends, np.int64)})
+            os.rename(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return len(ends)
+
+
+class ${Name}Reader:
+    """Arrays are read from the file when first asked for, then kept."""
+
+    format = "$name"
+
+    def __init__(self, path: Path):
+        self.path, self.file = path, path / FILE
+        try:
+            with np.load(self.file) as data:
+                names = list(data.files)
+                self.episode_ends = np.asarray(data[ENDS], dtype=np.int64) if ENDS in names else None
+        except Exception as exc:
+            raise DatasetError(f"{str(self.file)!r} is not a readable .npz file: {exc}") from None
+        if self.episode_ends is None:
+            raise DatasetError(f"{str(self.file)!r} has no {ENDS!r} array")
+        self._keys = sorted(name for name in names if name != ENDS)
+        self._arrays = {}
+
+    def keys(self) -> list[str]:
+        return list(self._keys)
+
+    def _array(self, key: str) -> np.ndarray:
+        if key not in self._arrays:
+            if key not in self._keys:
+                raise DatasetError(f"{str(self.file)!r} has no array {key!r}; it has {', '.join(self._keys)}")
+            with np.load(self.file) as data:
+                self._arrays[key] = data[key]
+        return self._arrays[key]
+
+    def array_info(self, key: str):
+        array = self._array(key)
+        return array.shape, array.dtype
+
+    def read(self, key: str, start: int, stop: int) -> np.ndarray:
+        return self._array(key)[start:stop]
+'''
+
+DATASET_TEST = '''
+"""Dataset format $name registers, keeps polx's dataset contract and refuses what it cannot read."""
+
+import numpy as np
+import pytest
+
+from polx.errors import DatasetError
+from polx.plugins import load_plugins
+from polx.testing import check_dataset_format
+from $package import plugin
+from $package.config import ${Name}Config
+from $package.dataset import FILE, ${Name}Format
+
+
+def _plugins():
+    """The installed plugins, with this one added when it is not installed (tests run from the source tree)."""
+    plugins = load_plugins()
+    if "$name" in plugins.registry.names("dataset"):
+        return plugins
+    return load_plugins(extra=[("$name", plugin)])
+
+
+def test_registers():
+    assert _plugins().registry.get("dataset", "$name").help
+
+
+def test_keeps_the_polx_dataset_contract(tmp_path):
+    """polx.testing: detect never claims or raises on other paths; written data are detected,
+    open, and read back exactly; write refuses an existing path and returns the episode count."""
+    check_dataset_format(_plugins(), "$name", tmp_path)
+
+
+def test_a_file_without_episode_ends_is_refused_by_name(tmp_path):
+    (tmp_path / "bad").mkdir()
+    np.savez(tmp_path / "bad" / FILE, action=np.zeros((3, 2)))
+    with pytest.raises(DatasetError, match="episode_ends"):
+        ${Name}Format(${Name}Config()).open(tmp_path / "bad")
+'''
+
 
 KINDS = {
     "head": {"config": HEAD_CONFIG, "plugin": HEAD_PLUGIN, "module": HEAD_MODULE, "test": HEAD_TEST,
@@ -611,4 +838,7 @@ KINDS = {
             "readme": _README.replace("$usage", "Train on it: `polx train --head imf_attnres --env $name`; `polx data generate --env $name --episodes 100 --out demos.zarr`.")},
     "logger": {"config": LOGGER_CONFIG, "plugin": LOGGER_PLUGIN, "module": LOGGER_MODULE, "test": LOGGER_TEST,
                "readme": _README.replace("$usage", "Log a run with it: `polx train --head imf_attnres --env pusht --logger $name`.")},
+    "dataset": {"config": DATASET_CONFIG, "plugin": DATASET_PLUGIN, "module": DATASET_MODULE, "test": DATASET_TEST,
+                "readme": _README.replace("$usage", "Convert to it and train from it: `polx data convert demos.zarr demos_$name --to $name`, "
+                                                    "`polx data info demos_$name`, `polx train --head imf_attnres --dataset demos_$name`.")},
 }

@@ -116,6 +116,7 @@ def prepare_dagger(
         dataset=Path(request["dataset"]) if request["dataset"] else None,
         loggers=tuple(request["loggers"]),
         overrides=request["overrides"],
+        dry_call=not resume,  # the head and objective called once before the run directory exists
     )
     config = stage0.config
     if not (config.eval.at_end and config.eval.n_test >= 1):

@@ -14,6 +14,7 @@ four members, so a new format only has to read.
 from __future__ import annotations
 
 import re
+import sys
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from polx.errors import DatasetError
+
 
 def is_image(shape: tuple[int, ...], dtype: np.dtype) -> bool:
     """A camera key (what ``polx data info`` lists as one): a uint8 (N, H, W, C) array, C in 1, 3, 4."""
@@ -40,13 +42,27 @@ def _missing_path_message(path: Path) -> str:
     return text
 
 
-def dataset_formats(registry: Any) -> dict[str, Any]:
-    """Every registered format, name -> built ``DatasetFormat`` (default config)."""
+def dataset_formats(registry: Any, skipped: dict[str, str] | None = None) -> dict[str, Any]:
+    """Every registered format, name -> built ``DatasetFormat`` (default config).
+
+    With ``skipped`` (a dict), a format whose factory raises is left out and recorded there
+    (name -> why) instead of failing every dataset command."""
     out = {}
     for name in registry.names("dataset"):
         comp = registry.get("dataset", name)
-        out[name] = comp.build(comp.config_cls())
+        if skipped is None:
+            out[name] = comp.build(comp.config_cls())
+            continue
+        try:
+            out[name] = comp.build(comp.config_cls())
+        except Exception as exc:  # one plugin's format must not take the others down
+            skipped[name] = f"{_origin(registry, name)}: building it raised {type(exc).__name__}: {exc}"
     return out
+
+
+def _origin(registry: Any, name: str) -> str:
+    comp = registry.get("dataset", name)
+    return comp.describe() if hasattr(comp, "describe") else f"dataset format {name!r}"
 
 
 def open_dataset(path: str | Path, fmt: str | None = None, registry: Any = None) -> Any:
@@ -54,7 +70,9 @@ def open_dataset(path: str | Path, fmt: str | None = None, registry: Any = None)
 
     DatasetError (exit 2) when the path is missing, no format (or more than one) claims it, or
     the chosen format finds it unreadable; the message names the path and the formats tried.
-    ``registry`` defaults to the installed plugins' registry.
+    A format whose ``detect`` raises is skipped (and named), like a broken plugin. The reader is
+    checked (``check_reader``) before it is returned. ``registry`` defaults to the installed
+    plugins' registry.
     """
     if registry is None:
         from polx.plugins import load_plugins
@@ -63,21 +81,79 @@ def open_dataset(path: str | Path, fmt: str | None = None, registry: Any = None)
     path = Path(path)
     if not path.exists():
         raise DatasetError(_missing_path_message(path))
-    formats = dataset_formats(registry)
     if fmt is not None:
+        formats = dataset_formats(registry)
         if fmt not in formats:
             raise DatasetError(f"unknown dataset format {fmt!r} (--dataset-format / data.format); available: {', '.join(formats)}")
-        return formats[fmt].open(path)
-    claimed = [name for name, f in formats.items() if f.detect(path)]
+        return check_reader(formats[fmt].open(path), _origin(registry, fmt))
+    skipped: dict[str, str] = {}
+    formats = dataset_formats(registry, skipped)
+    claimed = []
+    for name, f in formats.items():
+        try:
+            if f.detect(path):
+                claimed.append(name)
+        except Exception as exc:  # a broken detect must not hide every other format's answer
+            skipped[name] = f"{_origin(registry, name)}: detect raised {type(exc).__name__}: {exc}"
+    for why in skipped.values():
+        print(f"warning: {why}; it was skipped", file=sys.stderr)
     if len(claimed) == 1:
-        return formats[claimed[0]].open(path)
-    tried = "; ".join(f"{name}: {registry.get('dataset', name).help}" for name in formats)
+        return check_reader(formats[claimed[0]].open(path), _origin(registry, claimed[0]))
+    tried = "; ".join(f"{name}: {registry.get('dataset', name).help}" for name in formats if name not in skipped)
     if not claimed:
+        broken = "".join(f"; skipped {why}" for why in skipped.values())
         raise DatasetError(
-            f"dataset {str(path)!r} is in no format polx recognises; tried {tried}. "
+            f"dataset {str(path)!r} is in no format polx recognises; tried {tried}{broken}. "
             "Pass --dataset-format NAME to open it as one of them and see what is wrong"
         )
     raise DatasetError(f"dataset {str(path)!r} looks like more than one format ({', '.join(claimed)}); choose with --dataset-format")
+
+
+def check_reader(reader: Any, origin: str = "") -> Any:
+    """``reader`` if it keeps the ``DatasetReader`` contract where it is cheap to see, else ``DatasetError``.
+
+    ``episode_ends`` must be exclusive end steps (strictly increasing, the last one every array's
+    length), not episode lengths; ``array_info`` must agree with what ``read`` returns for each
+    key's first step (shape and dtype). Reads one step per key.
+    """
+    where = f"dataset {str(getattr(reader, 'path', '?'))!r}" + (f" ({origin})" if origin else "")
+    ends = np.asarray(reader.episode_ends)
+    if ends.ndim != 1 or len(ends) == 0 or not np.issubdtype(ends.dtype, np.integer):
+        raise DatasetError(f"{where}: episode_ends must be a non-empty 1-D integer array; got {ends.dtype} shape {ends.shape}")
+    keys = list(reader.keys())
+    if not keys:
+        raise DatasetError(f"{where}: the reader has no arrays (keys() is empty)")
+    lengths = {}
+    for key in keys:
+        shape, dtype = reader.array_info(key)
+        shape, dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+        lengths[key] = shape[0] if shape else 0
+        if lengths[key] == 0:
+            raise DatasetError(f"{where}: array_info({key!r}) gives shape {shape}; a step array has shape (N, ...) with N > 0")
+        got = np.asarray(reader.read(key, 0, 1))
+        if got.shape != (1, *shape[1:]) or got.dtype != dtype:
+            raise DatasetError(
+                f"{where}: array_info({key!r}) says {shape} {dtype}, but read({key!r}, 0, 1) returned {got.shape} {got.dtype}; "
+                f"expected {(1, *shape[1:])} {dtype}"
+            )
+    if len(set(lengths.values())) > 1:
+        listed = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+        raise DatasetError(f"{where}: arrays of different lengths ({listed}); every array has one row per step")
+    n = next(iter(lengths.values()))
+    increasing = bool(np.all(np.diff(ends) > 0)) and int(ends[0]) > 0
+    if not increasing or int(ends[-1]) != n:
+        hint = ""
+        if int(ends.sum()) == n or not increasing:
+            hint = " (episode_ends holds each episode's exclusive end step, cumulative: lengths [3, 2] are ends [3, 5])"
+        raise DatasetError(
+            f"{where}: episode_ends {_short(ends)} must be strictly increasing and end at the arrays' length {n}{hint}"
+        )
+    return reader
+
+
+def _short(values: np.ndarray) -> str:
+    items = [int(v) for v in values[:6]]
+    return str(items)[:-1] + (", ...]" if len(values) > 6 else "]")
 
 
 # ---------------------------------------------------------------------------------------------
