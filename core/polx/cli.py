@@ -452,8 +452,9 @@ def serve_cmd(directory: Path, port: int, host: str, runtime: str, device: str) 
     Clients: polx.PolicyClient("ws://HOST:PORT"), or polx eval --policy ws://HOST:PORT.
     """
     from polx.deploy.load import load_policy
-    from polx.deploy.server import PolicyServer
+    from polx.deploy.server import PolicyServer, check_port
 
+    check_port(host, port)  # a busy port is reported before the policy loads
     plugins = _plugins(warn_broken=True) if runtime == "torch" else None
     policy = load_policy(directory, runtime, device=device, plugins=plugins)
     server = PolicyServer(policy, host, port)

@@ -16,6 +16,15 @@ from polx.deploy import wire
 from polx.errors import PolxError, UserInputError
 
 
+def _direct_connect_kwargs() -> dict:
+    """websockets >= 17 warns when ``connect()`` returns a connection outside ``with`` unless told ``legacy=True``."""
+    import inspect
+
+    from websockets.sync.client import connect
+
+    return {"legacy": True} if "legacy" in inspect.signature(connect).parameters else {}
+
+
 class PolicyServerError(PolxError):
     """The server answered a request with an error (the connection stays usable)."""
 
@@ -28,11 +37,12 @@ class PolicyClient:
     def __init__(self, url: str, *, open_timeout: float = 10.0):
         from websockets.sync.client import connect
 
+        _DIRECT = _direct_connect_kwargs()
         if not url.startswith(("ws://", "wss://")):
             raise UserInputError(f"policy server address {url!r} must start with ws:// or wss:// (e.g. ws://localhost:8000)")
         self.url = url
         try:
-            self._ws = connect(url, compression=None, max_size=None, open_timeout=open_timeout, proxy=None, ping_interval=None)
+            self._ws = connect(url, compression=None, max_size=None, open_timeout=open_timeout, proxy=None, ping_interval=None, **_DIRECT)
         except (OSError, TimeoutError) as exc:
             raise PolxError(f"cannot connect to the policy server at {url}: {getattr(exc, 'strerror', None) or exc}") from None
         except Exception as exc:  # the handshake failed: not a websocket server

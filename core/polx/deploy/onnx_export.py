@@ -39,6 +39,10 @@ EXPORT_TOLERANCE = 1e-4
 
 def check_exportable(policy: Policy, config: Any) -> None:
     """``UserInputError`` when the objective's sampler cannot be one graph."""
+    try:
+        import onnxruntime  # noqa: F401  (the export is checked against torch with it)
+    except ImportError:
+        raise UserInputError("--onnx needs onnxruntime: pip install 'polx[onnx]' (nothing was written)") from None
     if not callable(getattr(policy.objective, "sample_from_noise", None)):
         name = config.components.objective
         raise UserInputError(

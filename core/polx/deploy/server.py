@@ -32,6 +32,28 @@ MAX_MESSAGE_BYTES = 256 * 2**20
 HEALTH_PATHS = ("/healthz", "/health")
 
 
+def check_port(host: str, port: int) -> None:
+    """``PolxError`` naming ``port`` when it cannot be bound (in use, or not allowed): checked before the
+    policy is loaded, so a busy port is reported at once."""
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no obstacle
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise _bind_error(exc, host, port) from None
+
+
+def _bind_error(exc: OSError, host: str, port: int) -> PolxError:
+    if exc.errno == errno.EADDRINUSE:
+        return PolxError(f"port {port} on {host} is in use (another server?); choose another with --port")
+    return PolxError(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+
+
 class PolicyServer:
     """Serves ``policy`` (a loaded policy: ``load_policy(...)``) on ``host:port``; ``port=0`` picks a free one."""
 
@@ -118,9 +140,7 @@ class PolicyServer:
                 ping_interval=None,
             )  # fmt: skip
         except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise PolxError(f"port {self.port} on {self.host} is in use (another server?); choose another with --port") from None
-            raise PolxError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+            raise _bind_error(exc, self.host, self.port) from None
 
     async def _main(self, on_ready: Callable[[int], None] | None) -> None:
         self._loop = asyncio.get_running_loop()
