@@ -211,8 +211,6 @@ def state_tensors(policy: Policy) -> dict[str, torch.Tensor]:
 
 def export_policy(plugins: Any, source: Path, out: Path, *, onnx: bool = False, opset: int | None = None) -> dict:
     """Write the policy directory ``out``; returns its ``config.json`` dict. Nothing exists at ``out`` unless it succeeds."""
-    from safetensors.torch import save_file
-
     from polx.eval.evaluate import policy_from_checkpoint
     from polx.runs import config_from_saved
 
@@ -233,7 +231,15 @@ def export_policy(plugins: Any, source: Path, out: Path, *, onnx: bool = False, 
         check_exportable(policy, config)  # refused before anything is written
     info = policy_config(plugins, config, config.to_dict(), adapter.shape_meta, policy, state, onnx)
     info["checkpoint"] = checkpoint.name
+    return write_policy_dir(policy, info, out, onnx=onnx, card=lambda info: model_card(config, info, checkpoint, run_dir), opset=opset)
 
+
+def write_policy_dir(policy: Policy, info: dict, out: Path, *, onnx: bool, card: Any, opset: int | None = None) -> dict:
+    """Write ``model.safetensors``, ``policy.onnx`` (``onnx``), ``config.json`` (``info``) and
+    ``README.md`` (``card(info)``) into a hidden sibling of ``out``, then rename it to ``out``."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{uuid.uuid4().hex[:12]}")
     tmp.mkdir()
@@ -245,7 +251,7 @@ def export_policy(plugins: Any, source: Path, out: Path, *, onnx: bool = False, 
 
             info["onnx"] = export_onnx(policy, info, tmp / artifact.ONNX, opset=opset)
         (tmp / artifact.CONFIG).write_text(json.dumps(info, indent=2) + "\n")
-        (tmp / artifact.CARD).write_text(model_card(config, info, checkpoint, run_dir))
+        (tmp / artifact.CARD).write_text(card(info))
         if out.exists():
             raise UserInputError(f"--out {str(out)!r} appeared while exporting; nothing was written")
         tmp.rename(out)
