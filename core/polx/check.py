@@ -76,7 +76,13 @@ def plugins_report(plugins: Any, tmp_dir: Path) -> list[dict]:
         try:
             if comp.kind == "head":
                 for objective in pairs_of(plugins, "head", comp.name):
-                    check_pair(plugins, comp.name, objective, LOAD_SPEC)
+                    try:
+                        check_pair(plugins, comp.name, objective, LOAD_SPEC)
+                    except ContractError as exc:  # blamed on the plugin that declared the pair
+                        obj = reg.get("objective", objective)
+                        declared = objective in (comp.objectives or ()) or comp.default_objective == objective
+                        blamed = comp.plugin if declared or obj.plugin not in reg.plugins else obj.plugin
+                        problems.setdefault(blamed, []).append(str(exc))
             elif comp.kind == "env":
                 check_env(plugins, comp.name, rollout=False)
             elif comp.kind == "dataset":

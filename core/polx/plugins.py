@@ -67,7 +67,8 @@ class Component:
 
     def describe(self) -> str:
         """``head 'mlp' of plugin 'mlp' (polx-plugin-mlp 0.1)``: a component named with its plugin."""
-        return f"{self.kind} {self.name!r} of plugin {self.origin or repr(self.plugin)}"
+        kind = "dataset format" if self.kind == "dataset" else self.kind
+        return f"{kind} {self.name!r} of plugin {self.origin or repr(self.plugin)}"
 
     def load_factory(self) -> Callable[..., Any]:
         """The factory, imported first when it was registered as ``"module:attr"``; a path that
@@ -341,14 +342,16 @@ def load_plugins(
     for name, load, version, dist_name in candidates:
         info = PluginInfo(name=name, version=version, distribution=dist_name, status="ok")
         infos.append(info)
+        skipped = "*" in disabled or name in disabled or (dist_name and dist_key(dist_name) in {dist_key(d) for d in disabled})
         if name in registry.plugins:  # an entry-point name already taken: the newcomer alone is refused
-            first = registry.plugins[name]
-            info.status, info.error = "broken", _taken_entry_point(first, info)
-            if strict:
-                raise PluginLoadError(f"plugin {info.label()} failed to load: {info.error}")
+            info.status = "disabled" if skipped else "broken"
+            if not skipped:
+                info.error = _taken_entry_point(registry.plugins[name], info)
+                if strict:
+                    raise PluginLoadError(f"plugin {info.label()} failed to load: {info.error}")
             continue
         registry.plugins[name] = info
-        if "*" in disabled or name in disabled or (dist_name and dist_key(dist_name) in {dist_key(d) for d in disabled}):
+        if skipped:
             info.status = "disabled"
             continue
         guard = _Guarded()
