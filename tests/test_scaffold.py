@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -49,6 +50,12 @@ def test_generated_files_import_and_register(kind, tmp_path, monkeypatch):
     comp = loaded.registry.get(kind, name)
     assert comp.help and comp.config_cls()  # a help line, and every option has a default
     importlib.import_module(f"polx_{name}.{kind}")  # the factory's module imports
+    # the generated test holds the component to polx.testing's contract for its kind, and passes
+    spec = importlib.util.spec_from_file_location(f"generated_test_{name}", root / "tests" / f"test_{name}.py")
+    generated = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generated)
+    contract = next(getattr(generated, n) for n in dir(generated) if n.startswith("test_keeps_the_polx_"))
+    contract(tmp_path / "contract") if "tmp_path" in contract.__code__.co_varnames else contract()
     for mod in [m for m in sys.modules if m.startswith(f"polx_{name}")]:
         monkeypatch.delitem(sys.modules, mod)
 
