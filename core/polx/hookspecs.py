@@ -24,7 +24,7 @@ def register_components(register: Callable[..., None]) -> None:
     """Declare the components a plugin provides.
 
     Call ``register(kind, name, config_cls, factory, help, **extras)`` once per component, with
-    ``kind`` one of ``head``, ``objective``, ``env``, ``logger``. ``config_cls`` is an attrs
+    ``kind`` one of ``head``, ``objective``, ``env``, ``logger``, ``dataset``. ``config_cls`` is an attrs
     frozen keyword-only class holding every option with its default; ``factory`` builds the
     component (a callable, or a ``"module:attr"`` string imported only when first used).
     Extras: ``preset`` (nested dict of config overrides applied when the component is chosen)
