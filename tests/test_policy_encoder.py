@@ -109,3 +109,112 @@ def test_bad_image_shapes_are_user_errors() -> None:
     gray = {"obs": {"cam": {"shape": [1, 20, 20], "type": "rgb"}}, "action": {"shape": [2]}}
     with pytest.raises(UserInputError, match="3, H, W"):
         ObsEncoder(gray, EncoderConfig(crop_shape=None))
+
+
+# --------------------------------------------------------------------------- backbones, uint8 frames
+
+
+def _uint8_obs(batch: int = 4, steps: int = 2, size: int = 20, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "top": torch.randint(0, 256, (batch, steps, 3, size, size), dtype=torch.uint8, generator=g),
+        "wrist": torch.randint(0, 256, (batch, steps, 3, size, size), dtype=torch.uint8, generator=g),
+        "qpos": torch.randn(batch, steps, 5, generator=g),
+        "kp": torch.randn(batch, steps, 3, 2, generator=g),
+    }
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"backbone": "resnet18", "feature_dim": 32},
+        {"backbone": "convnet", "channels": (8, 16, 16), "feature_dim": 24},
+        {"backbone": "convnet", "channels": (8, 16), "readout": "avg", "feature_dim": 24, "shared": True},
+    ],
+    ids=["resnet18", "convnet", "convnet-avg-shared"],
+)
+def test_each_backbone_trains_from_uint8_frames(fields: dict) -> None:
+    """A few AdamW steps from uint8 frames: the condition has the head's width, the loss falls, every weight learns."""
+    torch.manual_seed(0)
+    enc = ObsEncoder(TWO_CAMERAS, EncoderConfig(crop_shape=(16, 16), **fields)).train()
+    obs = _uint8_obs()
+    target = torch.randn(4, 2, enc.cond_dim)
+    assert enc.cond_dim == 2 * fields["feature_dim"] + 5 + 6
+    optimizer = torch.optim.AdamW(enc.parameters(), lr=3e-3)
+    before = {name: p.detach().clone() for name, p in enc.named_parameters()}
+    losses = []
+    for _ in range(8):
+        out = enc(obs)
+        assert out.shape == (4, 2, enc.cond_dim) and out.dtype == torch.float32
+        loss = (out - target).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < losses[0]
+    unchanged = [name for name, p in enc.named_parameters() if torch.equal(p, before[name])]
+    assert not unchanged, f"never updated: {unchanged}"
+    assert obs["top"].dtype == torch.uint8  # the caller's frames are not converted in place
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), crop=st.integers(4, 20), backbone=st.sampled_from(["convnet", "resnet18"]))
+def test_uint8_frames_encode_as_their_float_scaling(seed: int, crop: int, backbone: str) -> None:
+    """uint8 frames (the data loader's) and the same frames / 255 (an env adapter's) give one condition:
+    scaling happens after the crop, on the device, and 0 and 255 are exactly 0.0 and 1.0."""
+    torch.manual_seed(seed)
+    fields = {"channels": (4, 8)} if backbone == "convnet" else {}
+    enc = ObsEncoder(TWO_CAMERAS, EncoderConfig(backbone=backbone, crop_shape=(crop, crop), feature_dim=8, **fields)).eval()
+    obs = _uint8_obs(batch=2, seed=seed)
+    obs["top"][0, 0] = 0
+    obs["top"][1, 0] = 255
+    as_float = {k: (v.float() / 255 if v.dtype == torch.uint8 else v) for k, v in obs.items()}
+    torch.testing.assert_close(enc(obs), enc(as_float), rtol=0, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(8, 24), crop=st.integers(1, 24), batch=st.integers(1, 6), seed=st.integers(0, 10_000)
+)
+def test_uint8_crop_is_the_centre_in_eval_and_inside_the_frame_in_train(size: int, crop: int, batch: int, seed: int) -> None:
+    crop = min(crop, size)
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8, generator=g)
+    # a coordinate picture: pixel (r, c) holds r in channel 0 and c in channel 1, so a window tells where it came from
+    frames[:, 0] = torch.arange(size, dtype=torch.uint8)[:, None]
+    frames[:, 1] = torch.arange(size, dtype=torch.uint8)[None, :]
+    centre = ImageCrop((crop, crop)).eval()(frames)
+    top = (size - crop) // 2
+    assert centre.dtype == torch.uint8 and torch.equal(centre, frames[:, :, top : top + crop, top : top + crop])
+    torch.manual_seed(seed)
+    out = ImageCrop((crop, crop)).train()(frames)
+    assert out.shape == (batch, 3, crop, crop) and out.dtype == torch.uint8
+    for n in range(batch):
+        r0, c0 = int(out[n, 0, 0, 0]), int(out[n, 1, 0, 0])
+        assert 0 <= r0 <= size - crop and 0 <= c0 <= size - crop  # inside the frame
+        torch.testing.assert_close(out[n], frames[n, :, r0 : r0 + crop, c0 : c0 + crop])
+
+
+def test_convnet_is_small_and_spatial_softmax_reads_positions() -> None:
+    from polx.policy.encoder import SpatialSoftmax
+
+    enc = ObsEncoder(TWO_CAMERAS, EncoderConfig(backbone="convnet", crop_shape=(16, 16), feature_dim=64))
+    assert sum(p.numel() for p in enc.parameters()) < 300_000  # two cameras, default channels
+    peak = torch.full((1, 1, 5, 7), -1e4)
+    peak[0, 0, 4, 0] = 0.0  # bottom-left corner
+    torch.testing.assert_close(SpatialSoftmax(5, 7)(peak), torch.tensor([[-1.0, 1.0]]))
+
+
+def test_an_unknown_backbone_exits_2_naming_the_choices(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "polx", "train", "--head", "imf_attnres", "--env", "pusht", "encoder.backbone=resnet50",
+         "--out", str(tmp_path / "runs")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "encoder.backbone" in result.stderr and "resnet18" in result.stderr and "convnet" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()

@@ -214,3 +214,13 @@ def test_cli_train_and_eval(plugins, cache, tmp_path: Path, monkeypatch: pytest.
 
     result = runner.invoke(cli.main, ["train", "--resume", str(run), "train.max_steps=6", "objective.nan_at_call=1"])
     assert result.exit_code == 1 and "non-finite loss" in result.output and "step 5" in result.output
+
+
+def test_max_minutes_stops_early_with_the_final_checkpoint_and_rollout(plugins, cache, tmp_path: Path) -> None:
+    """A time budget ends the run at a log boundary, as max_steps would: final checkpoint, rollout, summary saying why."""
+    run = toy_plugin.train_toy(plugins, tmp_path, cache, "train.max_steps=100000", "train.max_minutes=0.0001", "train.log_every=3")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["global_step"] == 3  # the first log boundary after the budget (0.006 s) is spent
+    assert "train.max_minutes=0.0001 reached at step 3 of 100000" == summary["stopped"]
+    assert load_checkpoint(run / "checkpoints" / LATEST)["global_step"] == 3
+    assert "test_mean_score" in summary["metrics"]  # the at-end rollout ran

@@ -79,6 +79,12 @@ class TrainConfig:
     """The optimisation loop: steps, AdamW, warmup + cosine schedule, EMA, validation, checkpoints."""
 
     max_steps: int = doc("optimizer steps of the whole run", default=100_000, validator=positive)
+    max_minutes: float | None = doc(
+        "stop early once training steps have taken this many minutes (checked every log_every steps; the final "
+        "checkpoint and rollout follow as at max_steps; the LR schedule still spans max_steps); null: no limit",
+        default=None,
+        validator=positive,
+    )
     batch_size: int = doc("windows per step (per process under torchrun)", default=64, validator=positive)
     lr: float = doc("peak learning rate, reached after warmup_steps", default=1e-4, validator=positive)
     min_lr: float = doc("learning rate at max_steps, the end of the cosine decay (<= lr)", default=0.0, validator=non_negative)
@@ -175,11 +181,31 @@ class DataConfig:
     normalizer: str = doc("limits (min/max to [-1, 1]) or gaussian (mean/std)", default="limits", validator=one_of("limits", "gaussian"))
 
 
+def _channels(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not 1 <= len(value) <= 8 or any(not 1 <= c <= 1024 for c in value):
+        raise ValueError(f"{attribute.name}: 1 to 8 stages of 1 to 1024 channels each; got {list(value)!r}")
+
+
 @define(frozen=True, kw_only=True)
 class EncoderConfig:
-    """The observation encoder: a ResNet per camera plus the normalized low-dim keys."""
+    """The observation encoder: an image backbone per camera (or one shared) plus the normalized low-dim keys."""
 
-    backbone: str = doc("image backbone", default="resnet18", validator=one_of("resnet18"))
+    backbone: str = doc(
+        "image backbone: resnet18 (Diffusion Policy's, 11 M parameters per camera, for a GPU) or "
+        "convnet (a few GroupNorm conv stages and a spatial-softmax read-out, made to train on a CPU)",
+        default="resnet18",
+        validator=one_of("resnet18", "convnet"),
+    )
+    channels: tuple[int, ...] = doc(
+        "convnet only: output channels of its conv stages; the first two halve the image, the rest keep it",
+        default=(32, 64, 64, 64),
+        validator=_channels,
+    )
+    readout: str = doc(
+        "convnet only: spatial_softmax (the expected x, y of each feature map: where things are) or avg (mean pooling)",
+        default="spatial_softmax",
+        validator=one_of("spatial_softmax", "avg"),
+    )
     shared: bool = doc("one backbone for every camera", default=False)
     image_size: int | None = doc(
         "square side camera frames are resized to at load when training from --dataset without --env (96 there); "

@@ -119,13 +119,13 @@ def check_policy_arrays(where: str, arrays: Mapping[str, np.ndarray], shape_meta
 
 
 def _obs_tensor(x: np.ndarray, rgb: bool) -> torch.Tensor:
-    """``(..., H, W, C)`` uint8 -> ``(..., C, H, W)`` float32 in [0, 1] for rgb; float32 otherwise."""
+    """``(..., H, W, C)`` uint8 -> ``(..., C, H, W)`` uint8 for rgb; float32 otherwise.
+
+    Frames stay uint8 (a quarter of float32's bytes through the loader's workers and to the
+    device): the encoder crops, scales and normalises them once per batch on the device.
+    """
     if rgb:
-        # NumPy, single-threaded: a channels-first float copy in one pass, then an in-place scale;
-        # torch's threaded conversion was no faster and competes with the training step for cores.
-        # Dividing (not multiplying by 1/255) maps 255 to exactly 1.0.
-        x = np.moveaxis(x, -1, -3).astype(np.float32, order="C")
-        np.divide(x, np.float32(255.0), out=x)
+        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, -3)))
     return torch.from_numpy(x)
 
 

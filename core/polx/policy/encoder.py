@@ -1,10 +1,18 @@
 """Observation encoder: one condition vector per observation step.
 
-Each camera goes through a torchvision ResNet-18 (``weights=None``: nothing is downloaded; a
-local state-dict file may be given) with BatchNorm replaced by GroupNorm, because BatchNorm's
-running statistics interact badly with EMA weights and small batches (diffusion_policy's
-finding). Images are randomly cropped in train mode and center-cropped in eval mode. Low-dim
-keys (already normalized by the policy) are concatenated after the image features. An
+Each camera goes through an image backbone (``encoder.backbone``), one per camera or one shared:
+
+* ``resnet18``: a torchvision ResNet-18 (``weights=None``: nothing is downloaded; a local
+  state-dict file may be given) with BatchNorm replaced by GroupNorm, because BatchNorm's running
+  statistics interact badly with EMA weights and small batches (diffusion_policy's finding).
+  Diffusion Policy's encoder, for a GPU: 11 M parameters per camera.
+* ``convnet``: a few conv stages with GroupNorm and a spatial-softmax (or mean-pooled) read-out,
+  made to train on a CPU (``ConvNet``; frames/s in benchmarks/README.md, "Image encoders").
+
+Frames arrive as uint8 (B, To, C, H, W) and stay uint8 until they are on the policy's device:
+the crop (random in train mode, centre in eval mode) and the scaling to [0, 1] and normalisation
+run once per batch there. Float frames in [0, 1] (what env adapters return) are accepted too.
+Low-dim keys (already normalized by the policy) are concatenated after the image features. An
 observation set without cameras builds no image network at all.
 """
 
@@ -67,6 +75,71 @@ def resnet18_backbone(config) -> nn.Module:
     return net
 
 
+class SpatialSoftmax(nn.Module):
+    """(N, C, H, W) -> (N, 2C): per channel, the softmax-weighted mean x and y in [-1, 1].
+
+    The read-out of Levine et al. (2016) that robomimic and Diffusion Policy use on image
+    features: each channel says where its feature is, which is what pushing and grasping need.
+    """
+
+    def __init__(self, height: int, width: int):
+        super().__init__()
+        ys, xs = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+        self.register_buffer("grid", torch.stack([xs.reshape(-1), ys.reshape(-1)], dim=1), persistent=False)  # (HW, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        weights = torch.softmax(x.flatten(2), dim=-1)  # (N, C, HW)
+        return (weights @ self.grid).reshape(n, 2 * c)
+
+
+class ConvNet(nn.Module):
+    """A CPU-sized image backbone: (N, 3, H, W) -> (N, feature_dim).
+
+    Conv stages with GroupNorm and Mish: the first two 3x3 stride-2 halve the image (a 5x5 first),
+    the rest keep its size; then a spatial softmax (or mean pooling) and one linear layer. At 84 px
+    and the default channels (32, 64, 64, 64): 0.1 M parameters and a 21x21 feature map.
+    """
+
+    def __init__(self, config, image_hw: tuple[int, int]):
+        super().__init__()
+        layers: list[nn.Module] = []
+        height, width = image_hw
+        channels_in = 3
+        for i, channels in enumerate(config.channels):
+            stride = 2 if i < 2 else 1
+            kernel = 5 if i == 0 else 3
+            layers += [
+                nn.Conv2d(channels_in, channels, kernel, stride=stride, padding=kernel // 2),
+                nn.GroupNorm(max(1, channels // 16), channels),
+                nn.Mish(),
+            ]
+            if stride == 2:
+                height, width = (height + 1) // 2, (width + 1) // 2
+            channels_in = channels
+        self.trunk = nn.Sequential(*layers)
+        if config.readout == "spatial_softmax":
+            self.readout: nn.Module = SpatialSoftmax(height, width)
+            out = 2 * channels_in
+        else:
+            self.readout = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            out = channels_in
+        self.fc = nn.Linear(out, config.feature_dim)
+        self.feature_hw = (height, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.readout(self.trunk(x)))
+
+
+def build_backbone(config, image_hw: tuple[int, int]) -> nn.Module:
+    """The ``encoder.backbone`` network for images of ``image_hw`` (after the crop)."""
+    if config.backbone == "convnet":
+        return ConvNet(config, image_hw)
+    if config.backbone == "resnet18":
+        return resnet18_backbone(config)
+    raise UserInputError(f"encoder.backbone: must be one of resnet18, convnet; got {config.backbone!r}")
+
+
 def _load_local_weights(net: nn.Module, path: Path) -> None:
     if not path.is_file():
         raise UserInputError(f"encoder.pretrained: {str(path)!r} does not exist (a local torchvision resnet18 state dict)")
@@ -90,7 +163,10 @@ def _load_local_weights(net: nn.Module, path: Path) -> None:
 
 
 class ImageCrop(nn.Module):
-    """Random crop per image in train mode, center crop in eval mode. (N, C, H, W) -> (N, C, h, w)."""
+    """Random crop per image in train mode, center crop in eval mode. (N, C, H, W) -> (N, C, h, w).
+
+    Any dtype: it runs on uint8 frames, before they are scaled, so it moves a quarter of the bytes.
+    """
 
     def __init__(self, crop_shape: tuple[int, int]):
         super().__init__()
@@ -117,8 +193,8 @@ class ImageCrop(nn.Module):
 class ObsEncoder(nn.Module):
     """``{key: (B, To, ...)}`` -> condition ``(B, To, cond_dim)``.
 
-    Image keys hold float images in [0, 1], shape (B, To, C, H, W); low-dim keys (B, To, D) must
-    already be normalized. The output concatenates, per step, each camera's features (in
+    Image keys hold uint8 frames (or float frames in [0, 1]), shape (B, To, C, H, W); low-dim keys
+    (B, To, D) must already be normalized. The output concatenates, per step, each camera's features (in
     ``shape_meta`` order) and then the low-dim vectors.
     """
 
@@ -132,7 +208,7 @@ class ObsEncoder(nn.Module):
         for key in self.rgb_keys:
             c, h, w = obs_meta[key]["shape"]
             if c != 3:
-                raise UserInputError(f"camera {key!r} has {c} channels; the ResNet encoder takes RGB (3, H, W) images")
+                raise UserInputError(f"camera {key!r} has {c} channels; the image encoder takes RGB (3, H, W) images")
             if config.image_size is not None and (h, w) != (config.image_size, config.image_size):
                 raise UserInputError(
                     f"encoder.image_size={config.image_size} but camera {key!r} gives {h}x{w} images: the size applies to "
@@ -144,7 +220,7 @@ class ObsEncoder(nn.Module):
             self.crops[key] = ImageCrop(crop)
             if config.shared and self.backbones:
                 continue
-            self.backbones["shared" if config.shared else key] = resnet18_backbone(config)
+            self.backbones["shared" if config.shared else key] = build_backbone(config, crop)
         self.shared = config.shared
         self.cond_dim = len(self.rgb_keys) * config.feature_dim + sum(self.low_dim_sizes)
         if self.rgb_keys:
@@ -155,8 +231,10 @@ class ObsEncoder(nn.Module):
         batch, steps = next(iter(obs.values())).shape[:2]
         features = []
         for key in self.rgb_keys:
-            images = obs[key].flatten(0, 1)  # (B*To, C, H, W)
-            images = (self.crops[key](images) - self.mean) / self.std
+            images = self.crops[key](obs[key].flatten(0, 1))  # (B*To, C, h, w), still uint8 when given so
+            if images.dtype == torch.uint8:
+                images = images.float().div_(255.0)
+            images = (images - self.mean) / self.std
             net = self.backbones["shared" if self.shared else key]
             features.append(net(images).view(batch, steps, -1))
         for key in self.low_dim_keys:

@@ -31,7 +31,7 @@ import polx
 from polx import logdispatch
 from polx.components import Run
 from polx.errors import DatasetError, PolxError, UserInputError
-from polx.eval.metrics import is_rollout_metric
+from polx.eval.metrics import is_rollout_metric, stage_line
 from polx.eval.rollout import run_rollouts
 from polx.jsonlog import LOG_NAME
 from polx.policy.policy import Policy, build_policy, spec_summary
@@ -169,6 +169,7 @@ class Trainer:
         self.last_rollout_step = -1
         self.final_metrics: dict[str, float] = {}  # the latest rollout and validation figures
         self.run_warnings: list[str] = []  # what went wrong without stopping the run (in summary.json)
+        self.out_of_time = False  # train.max_minutes reached: the run ends before max_steps
         # the run directory: a resume continues plan.run_dir; a new run's is made in _open_run_dir
         self.run_dir = plan.run_dir
         self.ckpt_dir = plan.run_dir / "checkpoints"
@@ -273,6 +274,8 @@ class Trainer:
     def _report(self, run_dir: Path) -> None:
         """``summary.json`` (what sweeps read), the curves PNG, and where everything is."""
         summary = {"status": "finished", "global_step": self.step, "epoch": self.epoch, "metrics": self.final_metrics}
+        if self.out_of_time:
+            summary["stopped"] = f"train.max_minutes={self.cfg.train.max_minutes:g} reached at step {self.step} of {self.cfg.train.max_steps}"
         if self.run_warnings:
             summary["warnings"] = list(self.run_warnings)
         atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
@@ -282,6 +285,9 @@ class Trainer:
                 f"  test_mean_score {self.final_metrics['test_mean_score']:.3f}"
                 + (f", success rate {self.final_metrics['test_success_rate']:.2f}" if "test_success_rate" in self.final_metrics else "")
             )
+            stages = stage_line(self.final_metrics)
+            if stages:
+                lines.append(f"  {stages}")
         lines.append(f"  checkpoints   {run_dir / 'checkpoints'}")
         rollouts = sorted((run_dir / "media").glob("rollout_*"), key=lambda p: p.stat().st_mtime)
         if rollouts:
@@ -336,7 +342,7 @@ class Trainer:
         window = _Window()
         last_batch = None
         with tqdm(total=t.max_steps, initial=self.step, desc="train", unit="step", disable=not self.show_progress, dynamic_ncols=True) as bar:
-            while self.step < t.max_steps:
+            while self.step < t.max_steps and not self.out_of_time:
                 batches.set_epoch(self.epoch, skip=self.batch_in_epoch)
                 for batch in loader:
                     started = time.perf_counter()
@@ -350,13 +356,29 @@ class Trainer:
                     last_batch = batch
                     if self.info.is_main:
                         self._periodic(run, window, last_batch, bar)
-                    if self.step >= t.max_steps:
+                    if self.step >= t.max_steps or self._check_time():
                         break
                 else:
                     self.epoch += 1
                     self.batch_in_epoch = 0
             if self.info.is_main:
                 self._finish(run, window, last_batch)
+
+    def _check_time(self) -> bool:
+        """Whether ``train.max_minutes`` of training steps are spent (every rank decides alike)."""
+        t = self.cfg.train
+        if t.max_minutes is None or self.step % t.log_every:
+            return False
+        spent = distributed.mean_scalar(torch.tensor(self.train_time), self.info)  # ranks agree on one figure
+        if spent >= t.max_minutes * 60 and not self.out_of_time:
+            self.out_of_time = True
+            if self.info.is_main:
+                print(
+                    f"polx: train.max_minutes={t.max_minutes:g} reached at step {self.step} of {t.max_steps}; finishing the run",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return self.out_of_time
 
     def _train_step(self, batch: dict) -> tuple[float, dict]:
         t = self.cfg.train
