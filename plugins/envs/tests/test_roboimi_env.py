@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from polx_envs.roboimi.config import ACTION_DIM, QPOS_DIM, RoboIMIConfig
-from polx_envs.roboimi.env import RoboIMIEnv
+from polx_envs.roboimi.env import STAGE_NAMES, RoboIMIEnv
 
 SIZE = 32
 
@@ -34,13 +34,13 @@ def test_reset_and_step_shapes_and_dtypes(env):
     for image in obs["images"].values():
         assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
     assert obs["qpos"].shape == (QPOS_DIM,) and obs["qpos"].dtype == np.float32
-    assert info == {"is_success": False, "stage": 0}
+    assert info == {"is_success": False, "stage": 0, "stage_names": STAGE_NAMES}
     assert env.observation_space.contains(obs)
     obs, reward, terminated, truncated, info = env.step(hold_action(env))
     assert env.observation_space.contains(obs)
     assert isinstance(reward, float) and reward == 0.0
     assert (terminated, truncated) == (False, False)
-    assert info == {"is_success": False, "stage": 0}
+    assert info == {"is_success": False, "stage": 0, "stage_names": STAGE_NAMES}
     assert env.action_space.shape == (ACTION_DIM,)
 
 

@@ -8,14 +8,16 @@ origin is the grasp point between the finger pads (see ``scene``).
 Observation: ``{"images": {camera: uint8 (S, S, 3)}, "qpos": float32 (14,)}`` with, per arm,
 six joint angles and the gripper opening in [0, 1].
 
-Stages (the ACT transfer stages, ``info["stage"]``): 0 nothing; 1 the right fingers touch the
-block; 2 they hold it off the table (lifted); 3 the left fingers touch it; 4 both left fingers
-hold it, lifted off the table, and the right has let go. Success (``info["is_success"]``) is
-stage 4 for ``success_hold_steps`` consecutive control steps: the block was handed over and is
-held, not merely brushed for one step on its way down. The reward is a score in [0, 1] like
-PushT's: ``min(stage, 3) / 4`` before success and 1.0 at success, so an episode's maximum
-reward is 1 exactly when it succeeded. The episode terminates on success and is truncated
-after ``max_steps`` control steps (50 Hz by default; each runs ``n_substeps`` physics steps).
+Stages (``info["stage"]``, named in ``info["stage_names"]``; the highest whose condition holds
+now): 0 none; 1 ``reach``: a right finger touches the block; 2 ``grasp``: both right fingers
+touch it; 3 ``lift``: both right fingers hold it off the table (lifted, the table not touching);
+4 ``hand_over``: a left finger touches it while it is off the table; 5 ``hold``: both left
+fingers hold it, lifted, the table and the right fingers not touching. Success
+(``info["is_success"]``) is stage 5 for ``success_hold_steps`` consecutive control steps: the
+block was handed over and is held, not merely brushed for one step on its way down. The reward
+is a score in [0, 1] like PushT's: ``min(stage, 4) / 5`` before success and 1.0 at success, so
+an episode's maximum reward is 1 exactly when it succeeded. The episode terminates on success
+and is truncated after ``max_steps`` control steps (50 Hz by default; each runs ``n_substeps`` physics steps).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ from polx_envs.roboimi.scene import (
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_pitch", "wrist_roll")
 WORKSPACE_LOW = np.array([-0.6, 0.1, 0.0])
 WORKSPACE_HIGH = np.array([0.6, 0.9, 0.6])
-SUCCESS_STAGE = 4
-N_STAGES = 4
+STAGE_NAMES = ("reach", "grasp", "lift", "hand_over", "hold")  # stage k is STAGE_NAMES[k - 1]
+SUCCESS_STAGE = 5
+N_STAGES = 5
 LIFT_MARGIN = 0.01  # the block's centre this far above its resting height counts as off the table
 
 
@@ -115,7 +118,7 @@ class RoboIMIEnv(gym.Env):
         self._set_start_state()
         self._elapsed = 0
         self._held = 0
-        return self._observation(), {"is_success": False, "stage": 0}
+        return self._observation(), {"is_success": False, "stage": 0, "stage_names": STAGE_NAMES}
 
     def _set_start_state(self) -> None:
         """Arms at home with open grippers, mocaps on the EE poses, block at ``block_start``."""
@@ -155,7 +158,7 @@ class RoboIMIEnv(gym.Env):
         self._held = self._held + 1 if stage == SUCCESS_STAGE else 0
         terminated = self._held >= self.config.success_hold_steps
         truncated = self._elapsed >= self.config.max_steps and not terminated
-        info = {"is_success": terminated, "stage": stage}
+        info = {"is_success": terminated, "stage": stage, "stage_names": STAGE_NAMES}
         reward = 1.0 if terminated else min(stage, SUCCESS_STAGE - 1) / N_STAGES
         return self._observation(), reward, terminated, truncated, info
 
@@ -184,15 +187,20 @@ class RoboIMIEnv(gym.Env):
         return bool(self.data.qpos[self._block_adr + 2] > BLOCK_HALF[2] + LIFT_MARGIN)
 
     def stage(self) -> int:
+        """The highest stage whose condition holds now (module docstring; 0: none)."""
         n = self.fingers_touching()
         t = {key: count > 0 for key, count in n.items()}
-        if n["left"] == len(FINGER_GEOMS["left"]) and not t["table"] and not t["right"] and self.lifted():
-            return 4
-        if t["left"]:
-            return 3
-        if t["right"] and not t["table"]:
-            return 2
-        return 1 if t["right"] else 0
+        airborne = self.lifted() and not t["table"]
+        if n["left"] == len(FINGER_GEOMS["left"]) and not t["right"] and airborne:
+            return 5  # hold
+        if t["left"] and airborne:
+            return 4  # hand_over
+        both_right = n["right"] == len(FINGER_GEOMS["right"])
+        if both_right and airborne:
+            return 3  # lift
+        if both_right:
+            return 2  # grasp
+        return 1 if t["right"] else 0  # reach
 
     def qpos(self) -> np.ndarray:
         """(14,) float32: per arm (left, right) six joint angles and the gripper opening in [0, 1]."""
