@@ -29,14 +29,19 @@ def _flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def test_the_recipes_the_readme_names_exist():
-    assert {p.name for p in RECIPES} >= {"quickstart_cpu.yaml", "pusht_keypoints_cpu.yaml", "pusht_image_gpu.yaml"}
+    assert {p.name for p in RECIPES} >= {
+        "quickstart_cpu.yaml", "pusht_keypoints_cpu.yaml", "pusht_image_cpu.yaml", "pusht_image_gpu.yaml",
+        "roboimi_cpu.yaml", "roboimi_imf_gpu.yaml",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
 @pytest.mark.parametrize("head", HEADS)
 def test_recipe_resolves_to_its_values(recipe, head, tmp_path):
+    env = recipe.stem.split("_")[0]  # pusht_*.yaml, roboimi_*.yaml, quickstart (PushT)
+    env = env if env in ("pusht", "roboimi") else "pusht"
     result = subprocess.run(
-        [sys.executable, "-m", "polx", "train", "--head", head, "--env", "pusht", "--config", str(recipe), "--print-config",
+        [sys.executable, "-m", "polx", "train", "--head", head, "--env", env, "--config", str(recipe), "--print-config",
          "--out", str(tmp_path / "runs")],
         capture_output=True, text=True, cwd=tmp_path, timeout=120,
     )  # fmt: skip
