@@ -90,6 +90,7 @@ def main(debug: bool) -> None:
       polx train --head imf_attnres --env pusht      train, roll out, checkpoint
       polx eval --checkpoint runs/.../checkpoints/latest.ckpt
       polx plot runs/<date>/<run>                    training curves as a PNG
+      polx export runs/<date>/<run> --out DIR        a policy that runs outside polx (polx serve, load_policy)
 
     Heads, objectives, loggers and environments are plugins (pip install polx-plugin-*).
     """

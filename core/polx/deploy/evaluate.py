@@ -61,6 +61,15 @@ def _check_seeds(ev: Any) -> None:
         raise ConfigError(problems)
 
 
+def _settings(plugins: Any, info: dict, overrides: list[str], episodes: int | None, seed: int | None) -> tuple[Any, Any]:
+    import attrs
+
+    adapter, ev = env_and_eval(plugins, info["run_config"], overrides)
+    ev = attrs.evolve(ev, n_test=ev.n_test if episodes is None else episodes, test_start_seed=ev.test_start_seed if seed is None else seed)
+    _check_seeds(ev)
+    return adapter, ev
+
+
 def default_out(source: str | Path) -> Path:
     from polx.train.run_dir import unique_dir
 
@@ -79,8 +88,6 @@ def evaluate_policy(
     overrides: Iterable[str] = (),
 ) -> dict:
     """Roll out the policy at ``source`` (a directory from ``polx export`` or a ``ws://`` server); returns ``metrics.json``'s dict."""
-    import attrs
-
     from polx.eval.metrics import summarize
     from polx.eval.rollout import _render, run_episode
     from polx.runs import check_writable_dir
@@ -91,8 +98,10 @@ def evaluate_policy(
     runtime = runtime or "torch"
     if runtime not in artifact.RUNTIMES:
         raise UserInputError(f"--runtime {runtime!r} is unknown; choose one of: {', '.join(artifact.RUNTIMES)}")
-    if not server:
-        info = artifact.read_config(Path(source))  # bad directories exit 2 before anything else
+    overrides = list(overrides)
+    if not server:  # a bad directory, override or seed exits 2 before the policy loads
+        info = artifact.read_config(Path(source))
+        adapter, ev = _settings(plugins, info, overrides, episodes, seed)
     out = Path(out) if out is not None else default_out(source)
     check_writable_dir(out, "--out")
     if (out / "metrics.json").exists():
@@ -108,9 +117,8 @@ def evaluate_policy(
 
         policy = load_policy(Path(source), runtime, plugins=plugins)
     try:
-        adapter, ev = env_and_eval(plugins, info["run_config"], overrides)
-        ev = attrs.evolve(ev, n_test=ev.n_test if episodes is None else episodes, test_start_seed=ev.test_start_seed if seed is None else seed)
-        _check_seeds(ev)
+        if server:
+            adapter, ev = _settings(plugins, info, overrides, episodes, seed)
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         try:
