@@ -126,8 +126,10 @@ def test_plugins_list_marks_a_factory_that_does_not_import_a_missing_head_method
     make_dist(site, "noimport", head_source("h_noimport", factory='"noimport_missing.heads:build"'))
     make_dist(site, "nomethod", head_source("h_nomethod", optim="pass"))
     make_dist(site, "typo", head_source("h_typo", hook="register_component"))
+    make_dist(site, "twice", head_source("h_twice", optim=OPTIM.replace("list(self.parameters())", "list(self.parameters()) * 2")))
     make_dist(site, "fine", head_source("h_fine"))
     rows = plugins_list()
+    assert rows["twice_mod"]["status"] == "broken" and "2 appear twice, 0 are missing" in rows["twice_mod"]["error"]
     assert rows["noimport_mod"]["status"] == "broken"
     assert "head 'h_noimport' of plugin 'noimport_mod' (noimport 0.1): factory 'noimport_missing.heads:build' does not import: ModuleNotFoundError" in rows["noimport_mod"]["error"]
     assert rows["nomethod_mod"]["status"] == "broken"

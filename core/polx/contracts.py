@@ -152,10 +152,14 @@ def head_problem(comp: Any, head: Any) -> str | None:
         seen = [id(p) for g in groups for p in g["params"]]
     except Exception as exc:
         return f"{where}: get_optim_groups(0.1) raised {_describe(exc)}; it returns AdamW groups, dicts with 'params'"
-    params = {id(p) for p in head.parameters() if p.requires_grad}
-    if len(seen) != len(set(seen)) or set(seen) != params:
-        twice, left = len(seen) - len(set(seen)), len(params - set(seen))
-        return f"{where}: get_optim_groups must hold every trainable parameter exactly once; {twice} appear twice, {left} are missing"
+    trainable = {id(p) for p in head.parameters() if p.requires_grad}
+    owned = {id(p) for p in head.parameters()}
+    twice, missing, foreign = len(seen) - len(set(seen)), len(trainable - set(seen)), len(set(seen) - owned)
+    if twice or missing or foreign:
+        return (
+            f"{where}: get_optim_groups must hold every trainable parameter of the head exactly once; "
+            f"{twice} appear twice, {missing} are missing, {foreign} are not the head's"
+        )
     return None
 
 

@@ -85,7 +85,7 @@ def open_dataset(path: str | Path, fmt: str | None = None, registry: Any = None)
         formats = dataset_formats(registry)
         if fmt not in formats:
             raise DatasetError(f"unknown dataset format {fmt!r} (--dataset-format / data.format); available: {', '.join(formats)}")
-        return check_reader(formats[fmt].open(path), _origin(registry, fmt))
+        return _checked(registry, fmt, formats[fmt].open(path))
     skipped: dict[str, str] = {}
     formats = dataset_formats(registry, skipped)
     claimed = []
@@ -98,7 +98,7 @@ def open_dataset(path: str | Path, fmt: str | None = None, registry: Any = None)
     for why in skipped.values():
         print(f"warning: {why}; it was skipped", file=sys.stderr)
     if len(claimed) == 1:
-        return check_reader(formats[claimed[0]].open(path), _origin(registry, claimed[0]))
+        return _checked(registry, claimed[0], formats[claimed[0]].open(path))
     tried = "; ".join(f"{name}: {registry.get('dataset', name).help}" for name in formats if name not in skipped)
     if not claimed:
         broken = "".join(f"; skipped {why}" for why in skipped.values())
@@ -109,12 +109,21 @@ def open_dataset(path: str | Path, fmt: str | None = None, registry: Any = None)
     raise DatasetError(f"dataset {str(path)!r} looks like more than one format ({', '.join(claimed)}); choose with --dataset-format")
 
 
-def check_reader(reader: Any, origin: str = "") -> Any:
+def _checked(registry: Any, name: str, reader: Any) -> Any:
+    """``check_reader`` at open: a plugin's reader is also read (one step per key); core's own formats
+    validate their files when they open and are held to the rest by their tests, so an array the
+    run never uses is never read (a damaged one does not stop a run that does not need it)."""
+    from polx.plugins import CORE_PLUGIN_NAME
+
+    return check_reader(reader, _origin(registry, name), read=registry.get("dataset", name).plugin != CORE_PLUGIN_NAME)
+
+
+def check_reader(reader: Any, origin: str = "", read: bool = True) -> Any:
     """``reader`` if it keeps the ``DatasetReader`` contract where it is cheap to see, else ``DatasetError``.
 
     ``episode_ends`` must be exclusive end steps (strictly increasing, the last one every array's
-    length), not episode lengths; ``array_info`` must agree with what ``read`` returns for each
-    key's first step (shape and dtype). Reads one step per key.
+    length), not episode lengths; with ``read``, ``array_info`` must agree with what ``read``
+    returns for each key's first step (shape and dtype), which reads one step per key.
     """
     where = f"dataset {str(getattr(reader, 'path', '?'))!r}" + (f" ({origin})" if origin else "")
     ends = np.asarray(reader.episode_ends)
@@ -130,6 +139,8 @@ def check_reader(reader: Any, origin: str = "") -> Any:
         lengths[key] = shape[0] if shape else 0
         if lengths[key] == 0:
             raise DatasetError(f"{where}: array_info({key!r}) gives shape {shape}; a step array has shape (N, ...) with N > 0")
+        if not read:
+            continue
         got = np.asarray(reader.read(key, 0, 1))
         if got.shape != (1, *shape[1:]) or got.dtype != dtype:
             raise DatasetError(
