@@ -13,9 +13,12 @@ included):
 * ddpm_transformer with DDIM-10 through torch (ddpm has no one-graph export).
 
 Cases are timed in turn inside each repeat, so a busy machine slows them alike; figures are
-medians in milliseconds. Readable lines first, then one JSON line.
+medians in milliseconds. ``--score RUN_DIR`` also exports a trained run with ``--onnx`` and rolls
+it out through torch and through onnxruntime on ``--episodes`` test seeds (50: the standard
+seeds), reporting both scores and the largest per-seed difference. Readable lines first, then
+one JSON line.
 
-    python benchmarks/bench_deploy.py [--threads 1] [--repeats 50] [--sizes keypoints image]
+    python benchmarks/bench_deploy.py [--threads 1] [--repeats 50] [--sizes keypoints image] [--score RUN_DIR]
 """
 
 from __future__ import annotations
@@ -139,11 +142,30 @@ def bench_size(plugins, size: str, workdir: Path, threads: int, repeats: int) ->
     return {"ms": medians, "imf_params": params, "obs": {k: v["shape"] for k, v in imf_torch.info["obs"].items()}}
 
 
+def score_both(plugins, run_dir: Path, workdir: Path, episodes: int) -> dict:
+    """test_mean_score of a trained run's export through torch and through onnxruntime, same seeds."""
+    from polx.deploy.evaluate import evaluate_policy
+    from polx.deploy.export import export_policy
+
+    exported = workdir / "scored"
+    export_policy(plugins, run_dir, exported, onnx=True)
+    metrics = {rt: evaluate_policy(plugins, exported, runtime=rt, episodes=episodes, out=workdir / f"eval_{rt}")["metrics"] for rt in ("torch", "onnx")}
+    seeds = [k for k in metrics["torch"] if k.startswith("test/sim_max_reward_")]
+    return {
+        "episodes": episodes,
+        "torch": metrics["torch"]["test_mean_score"],
+        "onnx": metrics["onnx"]["test_mean_score"],
+        "max_per_seed_diff": max(abs(metrics["torch"][k] - metrics["onnx"][k]) for k in seeds),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime CPU threads")
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["keypoints", "image"])
+    parser.add_argument("--sizes", nargs="*", choices=sorted(SIZES), default=["keypoints", "image"])
+    parser.add_argument("--score", type=Path, metavar="RUN_DIR", help="also score a trained run through torch and onnxruntime")
+    parser.add_argument("--episodes", type=int, default=50, help="test seeds for --score")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -162,6 +184,10 @@ def main() -> None:
             print(f"  imf one step, onnxruntime   {ms['imf_onnx']:8.2f} ms per chunk ({ms['imf_onnx'] / ms['imf_torch']:.2f}x torch)")
             print(f"  imf one step, websocket     {ms['imf_websocket']:8.2f} ms round trip (onnxruntime server), {ms['websocket_overhead']:.2f} ms of it the websocket")
             print(f"  ddpm DDIM-10, torch         {ms['ddpm_ddim10_torch']:8.2f} ms per chunk ({ms['ddpm_ddim10_torch'] / ms['imf_torch']:.1f}x imf torch)")
+        if args.score is not None:
+            r = results["score"] = score_both(plugins, args.score, Path(tmp), args.episodes)
+            print(f"\nscore of {args.score} on {r['episodes']} test seeds: torch {r['torch']:.3f}, onnxruntime {r['onnx']:.3f} "
+                  f"(largest per-seed difference {r['max_per_seed_diff']:.2g})")  # fmt: skip
     print(json.dumps(results))
 
 
