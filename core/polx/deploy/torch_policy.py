@@ -145,6 +145,8 @@ class TorchPolicy(ChunkRuntime):
         stacked = artifact.stack_history(self.info, obs_history)
         if noise is None:
             return self._predict_chunk([{k: v[i] for k, v in stacked.items()} for i in range(self.n_obs_steps)])
+        if not callable(getattr(self.policy.objective, "sample_from_noise", None)):
+            raise UserInputError(f"predict_chunk(noise=...): the {self.info['plugins']['objective']['name']!r} objective cannot sample from given noise; call it without noise")
         device = self.policy.device
         obs = {k: torch.as_tensor(v, device=device)[None] for k, v in stacked.items()}
         z = torch.as_tensor(np.asarray(noise, dtype=np.float32), device=device).reshape(1, *self.info["noise_shape"])
