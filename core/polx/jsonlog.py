@@ -9,13 +9,15 @@ end-of-run curves, sweeps, ``polx dagger`` and resumes all read it by the one na
 The format of diffusion_policy's JsonLogger, so existing tooling reads it: each line is one
 record (the trainer includes ``global_step`` and ``epoch``), flushed as soon as it is written,
 so a crash loses at most the line being written. On resume that partial line is cut off and
-logging appends. Images are not written here: the JSON log holds scalars only.
+logging appends. Images are not written here: the JSON log holds scalars only. A non-finite
+value is written as ``null`` (strict JSON; ``Infinity`` is not JSON) and named in one warning per key.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +25,7 @@ from attrs import define
 
 from polx.components import Run
 from polx.config import doc
+from polx.strictjson import finite_or_null
 
 #: the JSON log's file name inside a run directory (read by ``polx plot``, sweeps and resumes)
 LOG_NAME = "logs.json.txt"
@@ -89,9 +92,15 @@ class JsonLogger:
             if resume_step is not None:
                 drop_records_after(self.path, resume_step)
         self._file = open(self.path, "a", encoding="utf-8")
+        self._warned: set[str] = set()
 
     def log(self, step: int, metrics: Mapping[str, float], images: Mapping[str, str] | None = None) -> None:
-        self._file.write(json.dumps(_record(step, metrics)) + "\n")
+        record, bad = finite_or_null(_record(step, metrics))
+        new = [key for key in bad if key not in self._warned]
+        if new:
+            self._warned.update(new)
+            warnings.warn(f"{LOG_NAME}: not finite at step {step}, written as null: {', '.join(new)}", RuntimeWarning, stacklevel=2)
+        self._file.write(json.dumps(record, allow_nan=False) + "\n")
         self._file.flush()
 
     def close(self) -> None:

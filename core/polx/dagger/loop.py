@@ -36,6 +36,7 @@ from polx.dagger.config import DaggerConfig, resolve_dagger_config, split_overri
 from polx.errors import DatasetError, UserInputError
 from polx.plugins import PolxPlugins
 from polx.runs import config_from_saved, prepare_training, read_run_config, run_dir_name
+from polx.strictjson import dumps_flagged
 
 ROUND_KEY = "dagger_round"  # per-step array: 0 for the starting data, r for round r's rollouts
 PHASE_ONE = 0
@@ -222,7 +223,7 @@ def run_dagger(plan: DaggerPlan) -> Path:
             logged = {key: value for key, value in row.items() if value is not None}  # Phase I has no beta, no rollouts
             logdispatch.log(plan.plugins, run, round_, logged, images)
             table.append(row)
-            _write_atomic(run_dir / "rounds.json", json.dumps(table, indent=2) + "\n")
+            _write_atomic(run_dir / "rounds.json", dumps_flagged(table, what="rounds.json", indent=2) + "\n")
     finally:
         logdispatch.close_loggers(run)
     return _report(plan, table)
@@ -301,7 +302,7 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
         for episode in episodes:
             rows = {k: episode.arrays[k].astype(plan.layout[k][1]) for k in keys}
             rb.add_episode({**rows, ROUND_KEY: np.full((episode.steps, 1), round_, np.int32)})
-        _write_atomic(store.with_suffix(".json"), json.dumps(figures, indent=2) + "\n")  # before the store appears
+        _write_atomic(store.with_suffix(".json"), dumps_flagged(figures, what=store.with_suffix(".json").name, indent=2) + "\n")  # before the store appears
     if round_ > 1:  # everything in it is in the new store; round r-1's training is finished
         shutil.rmtree(previous, ignore_errors=True)
     return store
@@ -383,7 +384,7 @@ def _report(plan: DaggerPlan, table: list[dict]) -> Path:
     run_dir = plan.run_dir
     png = _plot_scores(table, run_dir / "media" / "score_by_round.png")
     summary = {"status": "finished", "rounds": plan.rounds, "episodes_per_round": plan.episodes, "table": table, "final": table[-1]}
-    _write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _write_atomic(run_dir / "summary.json", dumps_flagged(summary, what="summary.json", indent=2) + "\n")
     lines = [f"polx dagger: finished {plan.rounds} rounds in {run_dir}", "  round  steps  episodes  data steps  disagree  test_mean_score  success"]
     for row in table:
         fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731

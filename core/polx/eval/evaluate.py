@@ -9,7 +9,6 @@ PNGs in ``--out`` (default ``<run>/eval/<time>/``).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from polx.eval.rollout import run_rollouts
 from polx.policy.policy import Policy, build_policy, spec_summary
 from polx.runs import check_sample_steps, check_seeds, check_writable_dir, config_from_saved
 from polx.train.checkpoint import atomic_write, check_compatible, check_complete, load_checkpoint, load_weights, model_state_from
+from polx.strictjson import dumps_flagged
 from polx.train.distributed import resolve_device
 from polx.train.run_dir import unique_dir
 
@@ -93,7 +93,7 @@ def evaluate_checkpoint(
         "metrics": result.metrics,
         "images": result.images,
     }
-    atomic_write(out / "metrics.json", lambda f: f.write((json.dumps(report, indent=2) + "\n").encode()))
+    atomic_write(out / "metrics.json", lambda f: f.write((dumps_flagged(report, what="metrics.json", indent=2) + "\n").encode()))
     for key, value in result.metrics.items():
         if "/" not in key:  # per-seed values stay in metrics.json
             print(f"{key}: {value:.4f}")

@@ -37,6 +37,7 @@ from polx.jsonlog import LOG_NAME
 from polx.policy.policy import Policy, build_policy, spec_summary
 from polx.runlock import RUN_LOCK, RunDirLock
 from polx.runs import TrainingPlan
+from polx.strictjson import dumps_flagged
 from polx.train import distributed
 from polx.train.checkpoint import (
     LATEST,
@@ -278,7 +279,7 @@ class Trainer:
             summary["stopped"] = f"train.max_minutes={self.cfg.train.max_minutes:g} reached at step {self.step} of {self.cfg.train.max_steps}"
         if self.run_warnings:
             summary["warnings"] = list(self.run_warnings)
-        atomic_write(run_dir / "summary.json", lambda f: f.write(json.dumps(summary, indent=2).encode()))
+        atomic_write(run_dir / "summary.json", lambda f: f.write(dumps_flagged(summary, what="summary.json", indent=2).encode()))
         lines = [f"polx: finished {self.step} steps in {run_dir}"]
         if "test_mean_score" in self.final_metrics:
             lines.append(
