@@ -11,7 +11,8 @@
 - ``collect_demos(...)``: the seed loop every expert generator needs: seeds ``seed, seed + 1,
   ...`` in order (so the data do not depend on ``workers``), failed episodes kept only with
   ``keep_all``, spawned worker processes, a progress bar, the store published atomically, and
-  the one summary schema ``polx data generate`` prints (``SUMMARY_KEYS``).
+  the one summary schema ``polx data generate`` prints (``SUMMARY_KEYS``). SIGTERM, like Ctrl-C,
+  stops it cleanly: its workers are terminated and joined, and the unfinished store is removed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import hashlib
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -73,6 +77,38 @@ def cached_dataset(path: Path, build: Callable[[], Any], notice: str) -> Path:
     return path
 
 
+@contextmanager
+def sigterm_raises() -> Any:
+    """SIGTERM raises SystemExit(143) here, so ``finally`` blocks run (the default kills the process
+    where it stands, leaving its worker processes and half-written files behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        print(f"polx: stopped by signal {signal.Signals(signum).name}; stopping workers, nothing is kept", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate and join ``pool``'s processes (an interrupted episode is not waited for)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
+
+
 def collect_demos(
     out: Path,
     episodes: int,
@@ -110,8 +146,9 @@ def collect_demos(
     elif initializer is not None:
         initializer(*initargs)
     bar = tqdm(total=episodes, desc=f"{env} expert demos", unit="ep", disable=not progress, file=sys.stderr)
+    stopped = True
     try:
-        with ReplayBuffer.writer(out) as rb:
+        with sigterm_raises(), ReplayBuffer.writer(out) as rb:
             while written < episodes and attempted < max_attempts:
                 batch = range(seed + attempted, seed + min(max_attempts, attempted + episodes - written))
                 for arrays, success, *extra in (pool.map(run_episode, batch) if pool else map(run_episode, batch)):
@@ -132,9 +169,12 @@ def collect_demos(
                     f"the {env} expert succeeded on only {successes} of {attempted} seeds from {seed}; {episodes} episodes "
                     "were asked for (nothing was written; --keep-all keeps unsuccessful episodes too)"
                 )
+        stopped = False
     finally:
         bar.close()
         if pool is not None:
+            if stopped:  # a signal or an error: the running episodes are not worth waiting for
+                _stop_workers(pool)
             pool.shutdown(cancel_futures=True)
         elif finalizer is not None:
             finalizer()

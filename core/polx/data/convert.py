@@ -8,12 +8,13 @@ memory at a time (plus the reader's bounded frame cache).
 
 from __future__ import annotations
 
+import errno
 import inspect
 from pathlib import Path
 from typing import Any
 
 from polx.data.formats import dataset_formats, get_episode, is_image, open_dataset
-from polx.errors import DatasetError, UserInputError
+from polx.errors import DatasetError, PolxError, UserInputError
 
 
 def writable_formats(registry: Any) -> list[str]:
@@ -57,6 +58,11 @@ def convert_dataset(
         written = write(out, episodes, **kwargs, **({"video": True} if video else {}))
     except ValueError as exc:  # a writer's own refusal (a key it cannot name, say)
         raise DatasetError(f"cannot write {str(src)!r} as {to}: {exc} (nothing was written)") from None
+    except OSError as exc:  # a full disk, a quota: the libraries' errors often name no path
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        hint = "; free space or choose another OUT" if full else ""
+        raise PolxError(f"cannot write {str(out)!r} as {to}{where}: {exc.strerror or exc} (nothing was written{hint})") from None
     summary = {"source": str(src), "source_format": reader.format, "out": str(out), "format": to, "episodes": written, "steps": int(reader.episode_ends[-1])}
     return {**summary, "video": True} if video else summary
 

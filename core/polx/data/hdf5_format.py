@@ -11,7 +11,9 @@
 
 Episodes are ordered by N (numerically). Opening checks every file: readable HDF5, the same keys
 in each, every array of a file as long as its ``/action``, and one per-step shape and dtype per
-key across files; each problem names the file and the key. Files stay open read-only while the
+key across files, and finite values below ±1e30 in every low-dimensional floating-point array (a file whose
+bytes were overwritten reads as NaN there, not as an HDF5 error); each problem names the file and the
+key. A gap in the numbering (episode_3 missing between 2 and 4) is warned about by name. Files stay open read-only while the
 reader lives, and ``read`` touches only the episodes a step range covers. ACT's JPEG-compressed
 variant (``compress`` attribute true) is refused: decompress it first.
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -32,6 +35,8 @@ from polx.errors import DatasetError
 
 HELP = "ACT/RoboIMI HDF5 episode directory (episode_N.hdf5: /action, /observations/qpos, /observations/images/<cam>)"
 _EPISODE = re.compile(r"^episode_(\d+)\.hdf5$")
+#: a low-dim value at or beyond this magnitude is not a measurement: overwritten bytes read as such
+IMPLAUSIBLE = 1e30
 
 
 @attrs.define(frozen=True, kw_only=True)
@@ -43,6 +48,12 @@ def episode_files(path: Path) -> list[Path]:
     """``episode_N.hdf5`` files of a directory, ordered by N."""
     found = [(int(m.group(1)), p) for p in Path(path).iterdir() if (m := _EPISODE.match(p.name)) and p.is_file()]
     return [p for _, p in sorted(found)]
+
+
+def missing_episodes(files: list[Path]) -> list[str]:
+    """The ``episode_N.hdf5`` names absent between the lowest and the highest N of ``files``."""
+    numbers = {int(_EPISODE.match(p.name).group(1)) for p in files}
+    return [f"episode_{n}.hdf5" for n in range(min(numbers), max(numbers) + 1) if n not in numbers] if numbers else []
 
 
 def _datasets(f) -> dict[str, str]:
@@ -87,6 +98,10 @@ class Hdf5Reader:
         self.files = episode_files(self.path)
         if not self.files:
             raise DatasetError(f"{where} holds no episode_N.hdf5 files; expected {HELP}")
+        missing = missing_episodes(self.files)
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            warnings.warn(f"{where}: {shown} missing from the numbering; reading the {len(self.files)} episodes present", UserWarning, stacklevel=2)
         self._handles, self._pid = [], os.getpid()
         lengths, layout, paths = [], None, None
         for file in self.files:
@@ -95,9 +110,14 @@ class Hdf5Reader:
             except OSError as exc:
                 raise DatasetError(f"{file}: not a readable HDF5 file ({exc}); is it damaged or truncated?") from None
             self._handles.append(f)
-            if f.attrs.get("compress", False):
+            try:
+                compressed, mine = f.attrs.get("compress", False), _datasets(f)
+            except DatasetError:
+                raise
+            except Exception as exc:  # damaged object headers or attributes: h5py raises RuntimeError, KeyError...
+                raise DatasetError(f"{file}: its HDF5 structure could not be read ({type(exc).__name__}: {exc}); is the file damaged?") from None
+            if compressed:
                 raise DatasetError(f"{file}: images are JPEG-compressed (attribute compress=True); polx reads raw frames only, decompress them first")
-            mine = _datasets(f)
             if "action" not in mine:
                 raise DatasetError(f"{file}: no /action array (it has {', '.join(sorted(mine)) or 'nothing'}); expected {HELP}")
             if paths is not None and set(mine) != set(paths):
@@ -114,6 +134,8 @@ class Hdf5Reader:
                 if not shape or shape[0] != n:
                     raise DatasetError(f"{file}: {h5path} has {shape[0] if shape else 0} steps but /action has {n}; every array of an episode needs one row per step")
                 this[key] = (shape[1:], np.dtype(f[h5path].dtype))
+                if this[key][1].kind == "f" and len(shape) <= 2:  # low-dim: (T,) or (T, D); frames are not read here
+                    self._check_finite(f, file, h5path)
             if layout is not None:
                 for key, (step, dtype) in this.items():
                     if (step, dtype) != layout[key]:
@@ -132,6 +154,23 @@ class Hdf5Reader:
             return tuple(f[h5path].shape)
         except Exception as exc:  # a damaged object header
             raise DatasetError(f"{file}: {h5path} could not be read ({exc}); is the file damaged?") from None
+
+    @staticmethod
+    def _check_finite(f, file: Path, h5path: str) -> None:
+        """Low-dim float arrays are small; reading them whole on open catches overwritten bytes."""
+        try:
+            values = f[h5path][()]
+        except Exception as exc:  # a damaged data block
+            raise DatasetError(f"{file}: {h5path} could not be read ({exc}); is the file damaged?") from None
+        with np.errstate(invalid="ignore"):  # signalling NaNs in overwritten bytes warn on the cast
+            rows = values.reshape(len(values), -1).astype(np.float64) if values.ndim else values.reshape(1, 1).astype(np.float64)
+            bad = ~(np.abs(rows) < IMPLAUSIBLE).all(axis=1)  # NaN compares False: caught too
+        if bad.any():
+            raise DatasetError(
+                f"{file}: {h5path} holds NaN, inf or values beyond ±{IMPLAUSIBLE:.0e} from step {int(np.argmax(bad))} "
+                f"({int(bad.sum())} of {len(bad)} steps); is the file damaged? expected finite numbers of a robot's scale "
+                "(re-record or remove the episode)"
+            )
 
     def keys(self) -> list[str]:
         return sorted(self._paths)

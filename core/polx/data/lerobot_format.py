@@ -125,6 +125,10 @@ class LeRobotReader:
             raise DatasetError(f"{info_file}: not a LeRobot info.json ({type(exc).__name__}: {exc}); expected codebase_version, fps, features") from None
         if self.version not in _VERSIONS:
             raise DatasetError(f"{info_file}: codebase_version {self.version!r} is not supported; polx reads {', '.join(_VERSIONS)}")
+        if not (np.isfinite(self.fps) and self.fps > 0):
+            raise DatasetError(f"{info_file}: fps is {info['fps']!r}; expected a positive number of frames per second")
+        if not isinstance(features, dict) or not all(isinstance(spec, dict) for spec in features.values()):
+            raise DatasetError(f"{info_file}: features is {type(features).__name__}; expected a mapping of feature name -> {{dtype, shape, ...}}")
         self.info = info
 
         files = sorted((self.path / "data").glob("**/*.parquet"))
@@ -164,6 +168,12 @@ class LeRobotReader:
             if spec.get("dtype") not in ("video", "image") and name not in self._table.column_names:
                 raise DatasetError(f"dataset {str(self.path)!r}: feature {name!r} is in info.json but in no data table")
             self._features[key] = (name, spec)
+        unlisted = [c for c in self._table.column_names if c not in BOOKKEEPING and c not in features]
+        if unlisted:  # reading only what info.json lists would drop these columns without a word
+            raise DatasetError(
+                f"dataset {str(self.path)!r}: data column(s) {', '.join(map(repr, unlisted))} are not in {info_file}'s features; "
+                "add each to features (dtype and shape) or remove it from the parquet files"
+            )
         self._layout = {key: self._step_layout(key) for key in self._features}
         self._videos = self._video_locations() if any(s.get("dtype") == "video" for _, s in self._features.values()) else {}
 
