@@ -34,7 +34,7 @@ TINY = [
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
-def run_polx(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def run_polx(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run([*POLX, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
 
 
