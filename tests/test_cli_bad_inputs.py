@@ -199,7 +199,7 @@ CASES = [
     ("info_corrupt_zarray", ["data", "info", "{root}/bad_zarray.zarr"], 2, ["zarr metadata could not be read"]),
     # seeds the simulators refuse, output paths polx cannot write
     ("train_seed_out_of_range", [*TRAIN, "eval.test_start_seed=4294967295", "eval.n_test=2"], 2,
-     ["eval.test_start_seed: episode seeds 4294967295..4294967296 must lie in 0..4294967295"]),
+     ["eval.n_test: 2 episodes from eval.test_start_seed=4294967295 would use seeds up to 4294967296, past 4294967295"]),
     ("train_negative_seed", [*TRAIN, "train.seed=-3"], 2, ["train.seed: must lie in 0.."]),
     ("eval_negative_seed", ["eval", "--checkpoint", "{root}/imf/checkpoints/latest.ckpt", "--seed=-1"], 2, ["eval.test_start_seed"]),
     ("out_is_a_file", [*TRAIN, "--out", "{root}/bad.yaml"], 2, ["--out", "bad.yaml", "is a file, not a directory"]),

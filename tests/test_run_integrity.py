@@ -237,7 +237,7 @@ def test_bad_output_directories_are_refused_with_a_message(plugins, cache, tmp_p
     (tmp_path / "a_file").write_text("x")
     for kwargs, fragment in (({"out": tmp_path / "a_file"}, "is a file, not a directory"),
                              ({"run_dir": tmp_path / "a_file" / "run"}, "which is a file"),
-                             ({"overrides": ["eval.test_start_seed=4294967295"]}, "eval.test_start_seed: episode seeds"),
+                             ({"overrides": ["eval.test_start_seed=4294967295"]}, "eval.n_test: 50 episodes from eval.test_start_seed=4294967295"),
                              ({"overrides": ["train.seed=-1"]}, "train.seed: must lie in 0..")):
         with pytest.raises(UserInputError, match=fragment):
             prepare_training(plugins, head="toy_mlp", env="toy_reach", **{"out": tmp_path / "runs", **kwargs})

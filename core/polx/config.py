@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 import typing
 from pathlib import Path
@@ -29,14 +30,43 @@ from polx.plugins import check_pairing
 # validators that name the field, the rule and the value (usable by plugins' config classes)
 
 
+#: the largest integer a count option (``positive``, ``non_negative``) accepts unless its field says
+#: less (``at_most``): beyond it a size or step count is a typo, and the libraries fail on it raw or hang
+MAX_COUNT = 10**9
+
+
+def show(value: Any) -> str:
+    """``repr(value)``, short for huge integers (Python will not print one of more than 4300 digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**18:
+        return f"a {len(str(abs(value))) if value.bit_length() < 14000 else 'many'}-digit integer".replace("a many", "an over-4300")
+    return repr(value)
+
+
+def _check_bound(attribute: attrs.Attribute, value: Any, hi: float) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > hi:
+        raise ValueError(f"{attribute.name}: must be <= {hi:,}, got {show(value)}")
+
+
 def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and not value > 0:
-        raise ValueError(f"{attribute.name}: must be > 0, got {value!r}")
+        raise ValueError(f"{attribute.name}: must be > 0, got {show(value)}")
+    _check_bound(attribute, value, MAX_COUNT)
 
 
 def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value is not None and not value >= 0:
-        raise ValueError(f"{attribute.name}: must be >= 0, got {value!r}")
+        raise ValueError(f"{attribute.name}: must be >= 0, got {show(value)}")
+    _check_bound(attribute, value, MAX_COUNT)
+
+
+def at_most(hi: int) -> Any:
+    """An integer option's sane ceiling (a model width, a layer count, threads), named in the error."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None:
+            _check_bound(attribute, value, hi)
+
+    return check
 
 
 def in_range(lo: float, hi: float) -> Any:
@@ -85,7 +115,7 @@ class TrainConfig:
         default=None,
         validator=positive,
     )
-    batch_size: int = doc("windows per step (per process under torchrun)", default=64, validator=positive)
+    batch_size: int = doc("windows per step (per process under torchrun)", default=64, validator=[positive, at_most(1 << 20)])
     lr: float = doc("peak learning rate, reached after warmup_steps", default=1e-4, validator=positive)
     min_lr: float = doc("learning rate at max_steps, the end of the cosine decay (<= lr)", default=0.0, validator=non_negative)
     weight_decay: float = doc("AdamW weight decay of the head's decayed group", default=1e-3, validator=non_negative)
@@ -99,8 +129,8 @@ class TrainConfig:
     device: str = doc("auto | cpu | cuda | cuda:N (auto: cuda when available)", default="auto")
     # None: torch's default, one per physical core (what measured fastest on a 2-core machine:
     # 0.09 s against 0.12 s per quickstart step with one thread)
-    threads: int | None = doc("torch CPU threads; null: torch's default (one per physical core)", default=None, validator=positive)
-    num_workers: int = doc("DataLoader worker processes; 0 loads batches in the training process", default=0, validator=non_negative)
+    threads: int | None = doc("torch CPU threads; null: torch's default (one per physical core)", default=None, validator=[positive, at_most(1024)])
+    num_workers: int = doc("DataLoader worker processes; 0 loads batches in the training process", default=0, validator=[non_negative, at_most(256)])
     log_every: int = doc("steps between training log records (mean loss over the window)", default=50, validator=positive)
     val_every: int = doc("steps between validations (val_loss, val_action_mse); 0 = never", default=1000, validator=non_negative)
     val_batches: int = doc("validation batches per validation", default=4, validator=positive)
@@ -134,7 +164,7 @@ class EvalConfig:
     test_start_seed: int = doc("seed of the first test episode; episode k uses test_start_seed + k", default=100000)
     train_start_seed: int = doc("seed of the first train-seed episode", default=0)
     max_steps: int = doc("env steps per episode at most", default=300, validator=positive)
-    n_envs: int = doc("processes that run episodes; results do not depend on it", default=1, validator=positive)
+    n_envs: int = doc("processes that run episodes; results do not depend on it", default=1, validator=[positive, at_most(1024)])
     n_vis: int = doc("test episodes drawn as trajectory PNGs (the first n_vis)", default=4, validator=non_negative)
     num_steps: int | None = doc("sampling steps per chunk; null: the objective's default", default=None, validator=positive)
     sample_steps: tuple[int, ...] = doc(
@@ -152,8 +182,8 @@ class EvalConfig:
 class PolicyConfig:
     """The action chunk: how long it is, how much history conditions it, how much of it runs."""
 
-    horizon: int = doc("steps in a predicted action chunk", default=16, validator=positive)
-    n_obs_steps: int = doc("observation steps that condition a chunk", default=2, validator=positive)
+    horizon: int = doc("steps in a predicted action chunk", default=16, validator=[positive, at_most(10_000)])
+    n_obs_steps: int = doc("observation steps that condition a chunk", default=2, validator=[positive, at_most(10_000)])
     n_action_steps: int = doc("actions executed per chunk, from the newest observation's step", default=8, validator=positive)
     action_layout: str = doc(
         "natural: the env's action as it is; packed: each action group zero-padded to group_width (padding masked)",
@@ -298,17 +328,18 @@ class _TypeMismatch(ValueError):
 def _strict(expected: str, ok: Any, convert: Any = lambda v: v) -> Any:
     def hook(value: Any, _type: Any) -> Any:
         if not ok(value):
-            raise _TypeMismatch(f"expected {expected}, got {value!r}")
+            raise _TypeMismatch(f"expected {expected}, got {show(value)}")
         return convert(value)
 
     return hook
 
 
 converter = cattrs.Converter(forbid_extra_keys=True)
-converter.register_structure_hook(int, _strict("int", lambda v: isinstance(v, int) and not isinstance(v, bool)))
-converter.register_structure_hook(
-    float, _strict("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float)
-)
+_is_int = _strict("int", lambda v: isinstance(v, int) and not isinstance(v, bool))
+_is_float = _strict("float", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), float)
+converter.register_structure_hook(int, lambda v, t: _strict("an int within 64 bits", lambda v: -(2**63) <= v < 2**63)(_is_int(v, t), t))
+# inf and nan are no setting: a learning rate of .inf dies at step 2, with its run directory made
+converter.register_structure_hook(float, lambda v, t: _strict("a finite float", math.isfinite)(_is_float(v, t), t))
 converter.register_structure_hook(bool, _strict("bool (true/false)", lambda v: isinstance(v, bool)))
 converter.register_structure_hook(str, _strict("string", lambda v: isinstance(v, str)))
 converter.register_unstructure_hook(tuple, list)
@@ -370,6 +401,22 @@ _Loader.add_implicit_resolver(
 )
 
 
+# YAML 1.1 reads ``1:30`` as 90 (base 60), ``0x10`` as 16 and ``010`` as 8; nobody typing an option
+# means that. Integers and floats are decimal here (as in YAML 1.2's JSON schema), so those stay
+# strings and a numeric option refuses them by name.
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NUMBER_TAGS or not any(map(regexp.match, ("1:30", "1:30.5", "0x10", "010")))]
+    for first, resolvers in _Loader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9_]*)$"), list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
 def _yaml_load(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
@@ -384,6 +431,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = _yaml_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise UserInputError(f"bad override {text!r}: value is not valid YAML ({exc.problem})") from None
+    except ValueError:  # an integer of more than 4300 digits (Python's own limit on parsing one)
+        raise UserInputError(f"bad override {key}=<{len(raw.strip())} characters>: the number is too large for any option") from None
     return key.split("."), value
 
 
@@ -392,7 +441,12 @@ def load_config_file(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise UserInputError(f"config file {str(p)!r} does not exist")
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserInputError(f"config file {str(p)!r} is not text (byte {exc.start} is not UTF-8); expected a YAML or TOML file") from None
+    except OSError as exc:
+        raise UserInputError(f"config file {str(p)!r} could not be read: {exc.strerror or exc}") from None
     try:
         if p.suffix.lower() == ".toml":
             import tomllib

@@ -15,7 +15,7 @@ from typing import Any, Iterable
 import attrs
 import yaml
 
-from polx.config import ConfigError, RunConfig, resolve_config
+from polx.config import ConfigError, RunConfig, resolve_config, show
 from polx.errors import DatasetError, UserInputError
 from polx.plugins import PolxPlugins, require
 from polx.runlock import RUN_LOCK
@@ -74,15 +74,19 @@ RNG_SEEDS = (0, 2**63 - 1)  # train.seed and data.split_seed (torch, numpy and P
 def check_seeds(config: RunConfig) -> None:
     """``ConfigError`` naming each seed (or seed range) outside what the libraries accept."""
     ev, problems = config.eval, []
-    for key, first, count in (("eval.test_start_seed", ev.test_start_seed, ev.n_test), ("eval.train_start_seed", ev.train_start_seed, ev.n_train)):
+    for key, first, count_key, count in (("eval.test_start_seed", ev.test_start_seed, "eval.n_test", ev.n_test),
+                                         ("eval.train_start_seed", ev.train_start_seed, "eval.n_train", ev.n_train)):
         last = first + max(count, 1) - 1
-        if first < EPISODE_SEEDS[0] or last > EPISODE_SEEDS[1]:
+        if not EPISODE_SEEDS[0] <= first <= EPISODE_SEEDS[1]:
+            problems.append(f"{key}: episode seeds must lie in {EPISODE_SEEDS[0]}..{EPISODE_SEEDS[1]} (2**32 - 1); got {show(first)}")
+        elif last > EPISODE_SEEDS[1]:  # the start is fine: the count runs past the last seed
             problems.append(
-                f"{key}: episode seeds {first}..{last} must lie in {EPISODE_SEEDS[0]}..{EPISODE_SEEDS[1]} (2**32 - 1); got {first}"
+                f"{count_key}: {count} episodes from {key}={first} would use seeds up to {last}, past {EPISODE_SEEDS[1]} (2**32 - 1); "
+                f"at most {EPISODE_SEEDS[1] - first + 1} fit (or lower {key})"
             )
     for key, value in (("train.seed", config.train.seed), ("data.split_seed", config.data.split_seed)):
         if not RNG_SEEDS[0] <= value <= RNG_SEEDS[1]:
-            problems.append(f"{key}: must lie in {RNG_SEEDS[0]}..{RNG_SEEDS[1]} (2**63 - 1); got {value}")
+            problems.append(f"{key}: must lie in {RNG_SEEDS[0]}..{RNG_SEEDS[1]} (2**63 - 1); got {show(value)}")
     if problems:
         raise ConfigError(problems)
 

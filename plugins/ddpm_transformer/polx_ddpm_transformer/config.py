@@ -9,21 +9,21 @@ from __future__ import annotations
 
 from attrs import define, field
 
-from polx.config import in_range, non_negative, one_of, positive
+from polx.config import at_most, in_range, non_negative, one_of, positive
 
 
 @define(frozen=True, kw_only=True)
 class DDPMTransformerConfig:
     """The Diffusion Policy transformer (DP-T): obs/time memory, causal action-token decoder."""
 
-    n_layer: int = field(default=8, validator=positive)  # decoder layers
-    n_head: int = field(default=4, validator=positive)
-    n_emb: int = field(default=256, validator=positive)  # token width; the MLPs are 4 * n_emb wide
+    n_layer: int = field(default=8, validator=[positive, at_most(512)])  # decoder layers
+    n_head: int = field(default=4, validator=[positive, at_most(1024)])
+    n_emb: int = field(default=256, validator=[positive, at_most(16384)])  # token width; the MLPs are 4 * n_emb wide
     p_drop_emb: float = field(default=0.0, validator=in_range(0.0, 1.0))  # dropout on token embeddings
     p_drop_attn: float = field(default=0.3, validator=in_range(0.0, 1.0))  # dropout inside every layer
     causal_attn: bool = True  # action i attends to actions <= i and to obs tokens up to its step
     time_as_cond: bool = True  # time token in the memory; false: prepended to the action tokens
-    n_cond_layers: int = field(default=0, validator=non_negative)  # 0: per-token MLP memory encoder
+    n_cond_layers: int = field(default=0, validator=[non_negative, at_most(512)])  # 0: per-token MLP memory encoder
     #: shared | head_only_parallel (own final LayerNorm + output map per action group); the split
     #: modes are imf_attnres's (this head's decoder is torch's fused nn.TransformerDecoder)
     action_expert_mode: str = field(default="shared", validator=one_of("shared", "head_only_parallel"))

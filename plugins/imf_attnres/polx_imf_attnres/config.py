@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from attrs import define, field
 
-from polx.config import in_range, non_negative, one_of, positive
+from polx.config import at_most, in_range, non_negative, one_of, positive
 
 BACKBONE_TYPES = ("attnres_full", "attnres_block", "vanilla")
 #: how the head factorises over the action groups (``spec.action_groups``; see head.py)
@@ -15,12 +15,12 @@ ACTION_EXPERT_MODES = ("shared", "head_only_parallel", "split_independent", "spl
 class IMFAttnResConfig:
     """The ``imf_attnres`` head: a transformer over ``[r, t, cond..., sample...]`` tokens."""
 
-    n_emb: int = field(default=256, validator=positive)
-    n_layer: int = field(default=12, validator=positive)  # transformer layers (attention + FFN each)
-    n_head: int = field(default=1, validator=positive)
-    n_kv_head: int = field(default=1, validator=positive)  # grouped-query attention: n_head % n_kv_head == 0
-    ffn_hidden: int | None = field(default=None, validator=positive)  # None: 8/3 * n_emb rounded up to 64
-    n_cond_layers: int = field(default=0, validator=non_negative)  # 0: an MLP encodes cond tokens
+    n_emb: int = field(default=256, validator=[positive, at_most(16384)])
+    n_layer: int = field(default=12, validator=[positive, at_most(512)])  # transformer layers (attention + FFN each)
+    n_head: int = field(default=1, validator=[positive, at_most(1024)])
+    n_kv_head: int = field(default=1, validator=[positive, at_most(1024)])  # grouped-query attention: n_head % n_kv_head == 0
+    ffn_hidden: int | None = field(default=None, validator=[positive, at_most(1 << 17)])  # None: 8/3 * n_emb rounded up to 64
+    n_cond_layers: int = field(default=0, validator=[non_negative, at_most(512)])  # 0: an MLP encodes cond tokens
     time_as_cond: bool = True  # r and t as tokens; false: their embeddings are added to each sample token
     causal_attn: bool = False  # sample tokens attend causally among themselves (always to the prefix)
     time_embed_scale: float = field(default=10.0, validator=positive)  # sinusoids of scale * t (see head.py)
