@@ -329,7 +329,7 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
     import hashlib
 
     from polx.runs import prepare_training
-    from polx.sweep import cell_status, cells, lock_shard, parse_grid, parse_shard, run_cells, summarize
+    from polx.sweep import cell_status, cells, lock_shard, parse_grid, parse_shard, run_cells, summarize, sweep_name
 
     grid = parse_grid(grids)
     index, count = parse_shard(shard)
@@ -342,7 +342,7 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
     for lg in loggers:
         base_args += ["--logger", lg]
     digest = hashlib.sha1(json.dumps([base_args, grid, list(overrides)]).encode()).hexdigest()[:8]
-    root = out / "sweeps" / (name or f"{head}_{env}_{digest}")
+    root = out / "sweeps" / (sweep_name(name) if name is not None else f"{head}_{env}_{digest}")
     all_cells = cells(grid, root)
     plans = [  # every cell's config must resolve before anything is written
         prepare_training(plugins_, head=head, env=env, objective=objective, dataset=dataset, loggers=loggers,

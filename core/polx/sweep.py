@@ -56,10 +56,20 @@ def parse_grid(specs: Iterable[str]) -> dict[str, list[str]]:
             raise UserInputError(f"bad --grid {spec!r}: expected KEY=V1,V2,... e.g. head.n_emb=128,256,384")
         if key in grid:
             raise UserInputError(f"--grid key {key!r} given twice")
+        twice = sorted({v for v in values if values.count(v) > 1})
+        if twice:  # two cells would share one run directory
+            raise UserInputError(f"bad --grid {spec!r}: {', '.join(map(repr, twice))} given twice; each value of a key once")
         grid[key.strip()] = values
     if not grid:
         raise UserInputError("polx sweep needs at least one --grid KEY=V1,V2,...")
     return grid
+
+
+def sweep_name(name: str) -> str:
+    """``--name``: one plain directory name, so the sweep stays inside ``OUT/sweeps``."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or name.startswith("."):
+        raise UserInputError(f"--name {name!r}: expected a plain directory name (no '/', not '.' or '..', not hidden), e.g. n_emb_study")
+    return name
 
 
 def cells(grid: dict[str, list[str]], root: Path) -> list[Cell]:
@@ -179,8 +189,15 @@ def read_metrics(cell: Cell) -> dict[str, float]:
     path = cell.dir / "summary.json"
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    return {k: v for k, v in data.get("metrics", {}).items() if isinstance(v, (int, float))}
+    try:
+        data = json.loads(path.read_text())
+        metrics = data.get("metrics", {}) if isinstance(data, dict) else None
+        if not isinstance(metrics, dict):
+            raise ValueError("no 'metrics' mapping")
+    except (ValueError, OSError) as exc:  # one damaged file must not hide the other cells' results
+        print(f"polx: warning: {path} could not be read ({exc}); cell {cell.label} is left out of the summary", file=sys.stderr)
+        return {}
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
 
 
 def summarize(all_cells: list[Cell], grid: dict[str, list[str]], root: Path, metric: str) -> tuple[Path, Path | None]:
