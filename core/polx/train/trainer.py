@@ -62,6 +62,12 @@ from polx.train.val_metrics import cross_group_attention, group_loss_metrics, sa
 from polx.train.warmstart import warm_start
 
 
+#: before the first ``train.log_every`` line, a progress line once a step has kept the user waiting this long
+FIRST_PROGRESS_S = 10.0
+#: image observations on a CPU beyond this many steps: warn at start that the run will take hours
+CPU_IMAGE_STEPS = 20_000
+
+
 def run_training(plan: TrainingPlan) -> Path:
     """Train as ``plan`` says; returns the run directory.
 
@@ -262,6 +268,7 @@ class Trainer:
         if self.info.is_main:
             logdispatch.open_loggers(self.plugins, run, self.cfg)
             print(f"polx: {'resuming' if self.plan.resume else 'training'} in {run_dir} from step {self.step}", file=sys.stderr)
+            self._warn_cost()
         try:
             self._loop(run)
         finally:
@@ -271,6 +278,26 @@ class Trainer:
             self._report(run_dir)
         distributed.barrier(self.info)
         return run_dir
+
+    def _warn_cost(self) -> None:
+        """Image observations on a CPU at GPU-sized step counts take days; say so before the first step."""
+        t = self.cfg.train
+        cameras = [key for key, meta in self.shape_meta.get("obs", {}).items() if meta.get("type") == "rgb"]
+        if self.device.type == "cpu" and cameras and t.max_steps - self.step > CPU_IMAGE_STEPS:
+            print(
+                f"polx: warning: {t.max_steps - self.step:,} steps on image observations ({', '.join(cameras)}) on a CPU "
+                "will likely take many hours to days (the first progress lines give the ETA); for a CPU, lower "
+                "train.max_steps or use a CPU recipe (configs/*_cpu.yaml), or train on a GPU (train.device=cuda)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _say(self, text: str) -> None:
+        """One progress line on stderr (above the bar on a TTY, plain in a log file)."""
+        if self.show_progress:
+            tqdm.write(f"polx: {text}", file=sys.stderr)
+        elif self.print_progress:
+            print(f"polx: {text}", file=sys.stderr, flush=True)
 
     def _report(self, run_dir: Path) -> None:
         """``summary.json`` (what sweeps read), the curves PNG, and where everything is."""
@@ -414,13 +441,20 @@ class Trainer:
 
     def _periodic(self, run: Run, window: _Window, last_batch: dict, bar: tqdm) -> None:
         t, ev, step = self.cfg.train, self.cfg.eval, self.step
+        if self.print_progress and step % t.log_every and getattr(self, "_progress_mark", None) is None and self.train_time >= FIRST_PROGRESS_S:
+            # slow steps: the user hears from the run before log_every steps are done
+            self._print_progress({"train_loss": window.sums["train_loss"] / max(window.count, 1), "lr": self._lr(step - 1)})
         if step % t.log_every == 0:
             record = {**window.pop(), "lr": self._lr(step - 1), "train_time_s": self.train_time, "peak_memory_mb": peak_memory_mb(self.device.type)}
             self._log(run, record)
             if self.print_progress:
                 self._print_progress(record)
         if t.val_every and step % t.val_every == 0:
+            started = time.perf_counter()
+            self._say(f"validation at step {step}: started ({len(self.val_batches)} batches)")
             val = self._validate(last_batch)
+            shown = f", val_loss {val['val_loss']:.4f}" if "val_loss" in val else ""
+            self._say(f"validation at step {step}: done in {time.perf_counter() - started:.1f}s{shown}")
             self.final_metrics.update(val)
             self._log(run, val)
         if ev.rollout_every and step % ev.rollout_every == 0:
@@ -508,6 +542,8 @@ class Trainer:
         if ev.n_test + ev.n_train == 0:
             return
         media = unique_dir(run.dir / "media" / f"rollout_{self.step}")
+        started = time.perf_counter()
+        self._say(f"rollouts at step {self.step}: started, {ev.n_test + ev.n_train} episodes in {ev.n_envs} process{'es' if ev.n_envs > 1 else ''}")
         try:
             result = run_rollouts(self.plugins, self.cfg, self.adapter, self.eval_policy, media_dir=media, progress=self.show_progress)
         except Exception as exc:
@@ -519,6 +555,7 @@ class Trainer:
                 warnings.warn(f"{message}; training goes on (the run's checkpoints are unaffected)", stacklevel=2)
             return
         self._log(run, {**result.metrics, "train_time_s": self.train_time}, result.images)
+        self._say(f"rollouts at step {self.step}: done in {time.perf_counter() - started:.1f}s")
         if self.print_progress and "test_mean_score" in result.metrics:
             print(f"polx: step {self.step}  test_mean_score {result.metrics['test_mean_score']:.3f}", file=sys.stderr, flush=True)
         self.final_metrics.update(result.metrics)
@@ -527,7 +564,10 @@ class Trainer:
             self.topk.offer(score, self.epoch, self.step, self._checkpoint_state)
 
     def _save_latest(self) -> None:
+        started = time.perf_counter()
+        self._say(f"checkpoint at step {self.step}: writing {LATEST}")
         save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
+        self._say(f"checkpoint at step {self.step}: written in {time.perf_counter() - started:.1f}s")
 
     def _checkpoint_state(self) -> dict:
         t = self.cfg.train
