@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -69,6 +70,26 @@ def read_run_config(run_dir: Path) -> dict:
 #: every episode seed must fit here: gymnasium and numpy refuse others at the first reset
 EPISODE_SEEDS = (0, 2**32 - 1)
 RNG_SEEDS = (0, 2**63 - 1)  # train.seed and data.split_seed (torch, numpy and Python all take these)
+
+
+def _warn_if_data_moved(resume_dir: Path, config: RunConfig) -> None:
+    """Say so when a resume will train on other data than its checkpoint did (config.yaml's
+    ``data.path`` edited, or a ``data.path=`` override): the run goes on, but not silently."""
+    try:
+        import torch
+
+        state = torch.load(resume_dir / "checkpoints" / "latest.ckpt", map_location="cpu", weights_only=True, mmap=True)
+        trained = ((state.get("config") or {}).get("data") or {}).get("path")
+    except Exception:  # a damaged checkpoint: the trainer refuses it by name
+        return
+    now = config.data.path
+    if trained != now:
+        print(
+            f"polx: warning: resuming {str(resume_dir)!r} on data.path={now!r}, but its checkpoint was trained on "
+            f"data.path={trained!r}; the rest of the run trains on the new data (restore data.path in "
+            f"{resume_dir / 'config.yaml'} to continue on the old)",
+            file=sys.stderr,
+        )
 
 
 def check_seeds(config: RunConfig) -> None:
@@ -208,6 +229,7 @@ def prepare_training(
         config = config_from_saved(plugins, saved, overrides)
         if not (Path(resume_dir) / "checkpoints" / "latest.ckpt").is_file():
             raise UserInputError(f"--resume {str(resume_dir)!r} has no checkpoints/latest.ckpt to resume from")
+        _warn_if_data_moved(Path(resume_dir), config)
         run_dir, resume, exact = Path(resume_dir), True, True
     else:
         head = require(plugins, "head", head, "--head")
