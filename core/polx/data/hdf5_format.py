@@ -20,6 +20,7 @@ variant (``compress`` attribute true) is refused: decompress it first.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import warnings
@@ -252,12 +253,18 @@ def write_hdf5_episodes(out: Path, episodes: Iterable[dict[str, np.ndarray]], at
         for n, episode in enumerate(episodes, start=1):
             if "action" not in episode:
                 raise DatasetError(f"episode {n - 1} has no 'action' array; the hdf5 layout needs one (it has {sorted(episode)})")
-            with h5py.File(tmp / f"episode_{n - 1}.hdf5", "w") as f:
+            # built in memory, then written with Python's own I/O: the HDF5 library fails on a full
+            # disk with errors that name no path and can crash the interpreter at exit (rc 139)
+            image = io.BytesIO()
+            with h5py.File(image, "w") as f:
                 for key, value in (attrs_ or {}).items():
                     f.attrs[key] = value
                 for key, value in episode.items():
                     value = np.asarray(value)
                     f.create_dataset(hdf5_path(key, value.shape, value.dtype), data=value)
+            with open(tmp / f"episode_{n - 1}.hdf5", "wb") as out_file:
+                out_file.write(image.getbuffer())
+            del image
         if n == 0:
             raise DatasetError(f"dataset {str(out)!r}: no episodes were given (nothing was written)")
         return n
