@@ -270,3 +270,19 @@ def test_sigterm_during_generation_with_workers_leaves_no_process_and_no_partial
     alive = [pid for pid in children if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
     assert alive == [], f"still running after SIGTERM: {alive}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["slowgen.py"]
+
+
+def test_staging_of_a_killed_generation_is_removed_by_the_next_and_a_live_ones_kept(tmp_path):
+    sys.path.insert(0, str(Path(__file__).parent))
+    import toy_plugin
+
+    from polx.data.convert import generate_in_format
+
+    dead, live = dead_pid(), os.getppid()
+    left = [tmp_path / f".demos.generating-{dead}-0123456789ab.zarr", tmp_path / f"..demos.generating-{dead}-0123456789ab.zarr.partial-{dead}-0123456789ab"]
+    kept = tmp_path / f".demos.generating-{live}-0123456789ab.zarr"
+    for path in (*left, kept):
+        (path / "data").mkdir(parents=True)
+    adapter = toy_plugin.ToyReachAdapter(toy_plugin.ToyReachConfig(cache_dir=str(tmp_path / "cache")))
+    generate_in_format(adapter, tmp_path / "demos", "hdf5", registry=REGISTRY, episodes=2, progress=False)
+    assert not any(p.exists() for p in left) and kept.exists() and (tmp_path / "demos" / "episode_1.hdf5").is_file()

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import errno
 import inspect
+import os
+import re
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +93,8 @@ def generate_in_format(adapter: Any, out: Path, to: str, *, registry: Any, video
         return adapter.generate_demos(out, **generate_kwargs)
     if to not in writable_formats(registry):
         raise UserInputError(f"--format {to!r} is not a format polx can write; choose one of: {', '.join(writable_formats(registry))}")
-    staging = out.with_name(f".{out.name}.generating-{uuid.uuid4().hex[:12]}.zarr")
+    _remove_stale_generating(out)
+    staging = out.with_name(f".{out.name}.generating-{os.getpid()}-{uuid.uuid4().hex[:12]}.zarr")
     try:
         summary = adapter.generate_demos(staging, **generate_kwargs)
         convert_dataset(
@@ -99,3 +104,18 @@ def generate_in_format(adapter: Any, out: Path, to: str, *, registry: Any, video
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {**summary, "out": str(out), "format": to, **({"video": True} if video else {})}
+
+
+def _remove_stale_generating(out: Path) -> None:
+    """Remove the hidden staging stores (and their ``.partial`` writes) of ``out`` whose generating
+    process is gone: what a SIGKILL of ``polx data generate --format F`` leaves."""
+    from polx.data.staging import pid_alive
+
+    stale = []
+    for path in [*out.parent.glob(f".{out.name}.generating-*"), *out.parent.glob(f"..{out.name}.generating-*")] if out.parent.is_dir() else []:
+        m = re.search(r"\.generating-(\d+)-[0-9a-f]+\.zarr", path.name)
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            stale.append(path.name)
+    if stale:
+        print(f"polx: removed {len(stale)} unfinished generation(s) left by a killed process: {', '.join(stale)}", file=sys.stderr)

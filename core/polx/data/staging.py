@@ -24,7 +24,8 @@ from polx.errors import DatasetError
 _PARTIAL = re.compile(r"\.partial-(\d+)-[0-9a-f]+$")
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process on this machine (another user's counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -40,7 +41,7 @@ def remove_stale_partials(out: Path) -> list[Path]:
     prefix = f".{out.name}.partial-"
     for path in out.parent.glob(f"{prefix}*") if out.parent.is_dir() else ():
         m = _PARTIAL.search(path.name)
-        if path.name.startswith(prefix) and m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+        if path.name.startswith(prefix) and m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     if removed:
