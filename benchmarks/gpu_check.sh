@@ -2,8 +2,9 @@
 # The GPU recipes, bounded: on a CUDA machine, trains configs/pusht_image_gpu.yaml and
 # configs/roboimi_imf_gpu.yaml for MINUTES training minutes each (train.max_minutes), rolls each
 # out once on 50 test seeds, and prints steps/s, peak GPU memory and the 50-seed score per recipe,
-# then one JSON line. At the default (1.5 minutes each) the whole script, data included, takes
-# about 7 minutes; the scores after so few steps check the recipes run, not what they reach.
+# then one JSON line. The default (1.5 minutes each) is sized for the whole script, data and
+# 50-episode rollouts included, to finish within 9 minutes on a machine with 8 or more cores (not
+# yet timed on a GPU); the scores after so few steps check the recipes run, not what they reach.
 #
 #   bash benchmarks/gpu_check.sh [MINUTES] [OUT_DIR]     # defaults: 1.5, runs/gpu_check/<time>
 #
