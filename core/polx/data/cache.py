@@ -96,14 +96,18 @@ def sigterm_raises() -> Any:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Terminate and join ``pool``'s processes (an interrupted episode is not waited for)."""
+def _stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
+    """Stop ``pool``: queued episodes cancelled, running ones given ``grace_s`` to finish (a worker
+    killed mid-task makes the executor's thread print a traceback), then terminated; all joined."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(timeout=max(0.0, deadline - time.monotonic()))
     for process in processes:
         if process.is_alive():
             process.terminate()
-    for process in processes:
-        process.join(timeout=10)
+            process.join(timeout=5)
         if process.is_alive():
             process.kill()
             process.join(timeout=5)
@@ -173,7 +177,7 @@ def collect_demos(
     finally:
         bar.close()
         if pool is not None:
-            if stopped:  # a signal or an error: the running episodes are not worth waiting for
+            if stopped:  # a signal or an error: nothing more is queued, and no worker outlives this process
                 _stop_workers(pool)
             pool.shutdown(cancel_futures=True)
         elif finalizer is not None:
