@@ -95,15 +95,16 @@ def test_the_cli_exits_2_naming_the_parameters_and_prints_json_when_it_fits(sour
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         import toy_plugin
         import polx.cli as cli
-        from polx.plugins import load_plugins
-        cli._plugins = lambda warn_broken=False: load_plugins(entry_points=list(metadata.entry_points(group="polx")), extra=[("toy", toy_plugin)])
+        import polx.plugins
+        real = polx.plugins.load_plugins
+        polx.plugins.load_plugins = lambda *a, **k: real(entry_points=list(metadata.entry_points(group="polx")), extra=[("toy", toy_plugin)])
         cli.main(sys.argv[1:], prog_name="polx")
         """
     )
     args = ["check", "warmstart", str(source), "policy.action_layout=packed", "policy.group_width=3"]
     bad = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path, env=os.environ)
     assert bad.returncode == 2 and "head.sample_emb.weight (checkpoint (16, 2), this run (16, 6))" in bad.stderr, bad.stderr
-    monkeypatch.setattr(cli, "_plugins", lambda warn_broken=False: PLUGINS)  # in-process: one subprocess is enough
+    monkeypatch.setattr("polx.plugins.load_plugins", lambda *a, **k: PLUGINS)  # in-process: one subprocess is enough
     good = CliRunner().invoke(cli.main, ["check", "warmstart", str(source), "--json", "head.action_expert_mode=head_only_parallel"])
     assert good.exit_code == 0, good.output
     assert json.loads(good.stdout)["equivalent"] is True
