@@ -218,9 +218,10 @@ def test_cli_train_and_eval(plugins, cache, tmp_path: Path, monkeypatch: pytest.
 
 def test_max_minutes_stops_early_with_the_final_checkpoint_and_rollout(plugins, cache, tmp_path: Path) -> None:
     """A time budget ends the run at a log boundary, as max_steps would: final checkpoint, rollout, summary saying why."""
-    run = toy_plugin.train_toy(plugins, tmp_path, cache, "train.max_steps=100000", "train.max_minutes=0.0001", "train.log_every=3")
+    # a budget of 0.6 microseconds: three real training steps always spend more, so step 3 is the first boundary past it
+    run = toy_plugin.train_toy(plugins, tmp_path, cache, "train.max_steps=100000", "train.max_minutes=0.00000001", "train.log_every=3")
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["global_step"] == 3  # the first log boundary after the budget (0.006 s) is spent
-    assert "train.max_minutes=0.0001 reached at step 3 of 100000" == summary["stopped"]
+    assert summary["global_step"] == 3
+    assert "train.max_minutes=1e-08 reached at step 3 of 100000" == summary["stopped"]
     assert load_checkpoint(run / "checkpoints" / LATEST)["global_step"] == 3
     assert "test_mean_score" in summary["metrics"]  # the at-end rollout ran
