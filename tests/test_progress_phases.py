@@ -64,9 +64,19 @@ def test_fast_steps_print_no_early_line(plugins, tmp_path, capfd):
 
 
 def test_images_on_a_cpu_for_many_steps_are_warned_about_at_start(plugins, tmp_path, capfd, monkeypatch):
-    monkeypatch.setattr(trainer, "CPU_IMAGE_STEPS", 3)
-    run(plugins, tmp_path, "env.image=true", "encoder.backbone=convnet", "encoder.crop_shape=[12, 12]", "train.val_every=0", "train.checkpoint_every=0", "eval.at_end=false")
+    quiet = ("train.val_every=0", "train.checkpoint_every=0", "eval.at_end=false")
+    image = ("env.image=true", "encoder.backbone=convnet", "encoder.crop_shape=[12, 12]", *quiet)
+    run(plugins, tmp_path / "cheap", *image)  # 4 steps of 12 px frames: seconds, no warning
+    assert "warning" not in capfd.readouterr().err
+    # the projection: 4 steps x batch x n_obs_steps frames at convnet's rate scaled to 12x12 px
+    hours = 4 * 4 * 2 / (trainer.CPU_FRAMES_PER_S_AT_84["convnet"] * 84 * 84 / (12 * 12)) / 3600
+    monkeypatch.setattr(trainer, "CPU_IMAGE_HOURS", hours * 0.99)
+    run(plugins, tmp_path / "costly", *image, "train.batch_size=4")
     err = capfd.readouterr().err
-    assert "polx: warning: 4 steps on image observations (image) on a CPU will likely take many hours" in err
-    run(plugins, tmp_path / "low_dim", "train.val_every=0", "train.checkpoint_every=0", "eval.at_end=false")
+    assert "polx: warning: 4 steps of the convnet encoder on image observations (image) on a CPU project to about 0 hours" in err
+    monkeypatch.setattr(trainer, "CPU_IMAGE_HOURS", hours * 1.01)
+    run(plugins, tmp_path / "just_under", *image, "train.batch_size=4")
+    assert "warning" not in capfd.readouterr().err
+    monkeypatch.setattr(trainer, "CPU_IMAGE_HOURS", 0.0)
+    run(plugins, tmp_path / "low_dim", *quiet)
     assert "warning" not in capfd.readouterr().err

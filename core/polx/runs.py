@@ -17,6 +17,7 @@ import attrs
 import yaml
 
 from polx.config import ConfigError, RunConfig, resolve_config, show
+from polx.data.formats import missing_path_message
 from polx.errors import DatasetError, UserInputError
 from polx.plugins import PolxPlugins, require
 from polx.runlock import RUN_LOCK
@@ -206,6 +207,8 @@ def prepare_training(
     so a head or objective that breaks its contract exits 2 before the run directory exists.
     """
     overrides = list(overrides)
+    if dataset is not None and not Path(dataset).exists():  # before the env-less run reads shapes from it
+        raise DatasetError(f"{missing_path_message(dataset)} (--dataset)")
     if dataset is not None:
         overrides.append(f"data.path={yaml.safe_dump(str(dataset)).splitlines()[0]}")
     if resume_dir is not None:
@@ -257,11 +260,12 @@ def prepare_training(
             check_writable_dir(Path(out or "runs"), "--out")
         exact = run_dir is not None
         run_dir, resume = (Path(run_dir) if exact else Path(out or "runs") / run_dir_name(config)), False
+    given = config.data.path  # as the user wrote it: a hub id like lerobot/pusht is recognised before it is made absolute
     config = _with_absolute_data_path(config, Path.cwd())
     check_seeds(config)
     check_sample_steps(config)
     if config.data.path is not None and not Path(config.data.path).exists():
-        raise DatasetError(f"dataset {config.data.path!r} does not exist (data.path / --dataset)")
+        raise DatasetError(f"{missing_path_message(given)} (data.path / --dataset)")
     if dry_call and not resume:
         from polx.contracts import check_run
 

@@ -32,7 +32,8 @@ def is_image(shape: tuple[int, ...], dtype: np.dtype) -> bool:
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def _missing_path_message(path: Path) -> str:
+def missing_path_message(path: Path | str) -> str:
+    """"dataset P does not exist", with the fetch command when P looks like a Hugging Face hub id (polx never downloads)."""
     text = f"dataset {str(path)!r} does not exist"
     if _REPO_ID.match(str(path)):
         text += (
@@ -80,7 +81,7 @@ def open_dataset(path: str | Path, fmt: str | None = None, registry: Any = None)
         registry = load_plugins().registry
     path = Path(path)
     if not path.exists():
-        raise DatasetError(_missing_path_message(path))
+        raise DatasetError(missing_path_message(path))
     if fmt is not None:
         formats = dataset_formats(registry)
         if fmt not in formats:

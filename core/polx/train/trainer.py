@@ -64,8 +64,11 @@ from polx.train.warmstart import warm_start
 
 #: before the first ``train.log_every`` line, a progress line once a step has kept the user waiting this long
 FIRST_PROGRESS_S = 10.0
-#: image observations on a CPU beyond this many steps: warn at start that the run will take hours
-CPU_IMAGE_STEPS = 20_000
+#: forward+backward frames/s of each image backbone at 84x84 on 2 CPU cores (benchmarks/bench_encoder.py,
+#: benchmarks/README.md "Vision on a CPU"); the cost of other sizes scales with the pixel count
+CPU_FRAMES_PER_S_AT_84 = {"resnet18": 41.0, "convnet": 211.0}
+#: warn at start when the encoder alone is projected to take longer than this on a CPU
+CPU_IMAGE_HOURS = 4.0
 
 
 def run_training(plan: TrainingPlan) -> Path:
@@ -280,14 +283,24 @@ class Trainer:
         return run_dir
 
     def _warn_cost(self) -> None:
-        """Image observations on a CPU at GPU-sized step counts take days; say so before the first step."""
-        t = self.cfg.train
-        cameras = [key for key, meta in self.shape_meta.get("obs", {}).items() if meta.get("type") == "rgb"]
-        if self.device.type == "cpu" and cameras and t.max_steps - self.step > CPU_IMAGE_STEPS:
+        """Image observations on a CPU at GPU-sized budgets take days: project the encoder's hours and say so before the first step."""
+        t, enc = self.cfg.train, self.cfg.encoder
+        cameras = {key: meta for key, meta in self.shape_meta.get("obs", {}).items() if meta.get("type") == "rgb"}
+        if self.device.type != "cpu" or not cameras or enc.backbone not in CPU_FRAMES_PER_S_AT_84:
+            return
+        steps = t.max_steps - self.step
+        seconds = 0.0
+        for meta in cameras.values():
+            h, w = tuple(enc.crop_shape) if enc.crop_shape is not None else tuple(meta["shape"][-2:])
+            rate = CPU_FRAMES_PER_S_AT_84[enc.backbone] * (84 * 84) / (h * w)
+            seconds += steps * t.batch_size * self.cfg.policy.n_obs_steps / rate
+        if seconds / 3600 > CPU_IMAGE_HOURS:
+            faster = " or encoder.backbone=convnet (about 5x faster)" if enc.backbone == "resnet18" else ""
             print(
-                f"polx: warning: {t.max_steps - self.step:,} steps on image observations ({', '.join(cameras)}) on a CPU "
-                "will likely take many hours to days (the first progress lines give the ETA); for a CPU, lower "
-                "train.max_steps or use a CPU recipe (configs/*_cpu.yaml), or train on a GPU (train.device=cuda)",
+                f"polx: warning: {steps:,} steps of the {enc.backbone} encoder on image observations ({', '.join(cameras)}) "
+                f"on a CPU project to about {seconds / 3600:.0f} hours on 2 cores, the encoder alone (benchmarks/README.md, "
+                f"\"Vision on a CPU\"); the first progress lines give the ETA. For a CPU, lower train.max_steps{faster}, "
+                "start from a CPU recipe (configs/*_cpu.yaml), or train on a GPU (train.device=cuda)",
                 file=sys.stderr,
                 flush=True,
             )
