@@ -177,6 +177,10 @@ CASES = [
     ("unknown_option", [*TRAIN, "--epochs", "3"], 2, ["No such option '--epochs'"]),
     # missing and corrupt datasets
     ("missing_dataset", [*TRAIN, "--dataset", "{root}/nope.zarr"], 2, ["nope.zarr", "does not exist"]),
+    ("hub_id_as_dataset", [*TRAIN, "--dataset", "lerobot/pusht"], 2,
+     ["'lerobot/pusht' does not exist", "huggingface-cli download --repo-type dataset lerobot/pusht"]),
+    ("hub_id_without_env", ["train", "--head", "imf_attnres", "--out", "{root}/runs", "--dataset", "lerobot/pusht"], 2,
+     ["'lerobot/pusht' does not exist", "polx never downloads"]),
     ("dataset_without_episode_ends", [*TRAIN, "--dataset", "{root}/no_ends.zarr"], 2, ["no_ends.zarr", "no meta/episode_ends"]),
     ("dataset_arrays_too_short", [*TRAIN, "--dataset", "{root}/long_ends.zarr"], 2,
      ["long_ends.zarr", "steps but meta/episode_ends[-1] is"]),
