@@ -25,8 +25,15 @@ from polx.errors import DatasetError
 
 
 def is_image(shape: tuple[int, ...], dtype: np.dtype) -> bool:
-    """A camera key (what ``polx data info`` lists as one): a uint8 (N, H, W, C) array, C in 1, 3, 4."""
+    """A camera key as stored by polx: a uint8 (N, H, W, C) array, C in 1, 3, 4 (``polx data info`` also lists float frames)."""
     return np.dtype(dtype) == np.uint8 and len(shape) == 4 and shape[-1] in (1, 3, 4)
+
+
+def is_float_frames(shape: tuple[int, ...], dtype: np.dtype) -> bool:
+    """Camera frames stored as floats (Diffusion Policy's PushT ``img``, float32 0..255): a float
+    (N, H, W, C) array, C in 1, 3, 4, H and W at least 8. Training without an env reads them as
+    a camera, cast to uint8 (``polx.data.offline_env``)."""
+    return np.dtype(dtype).kind == "f" and len(shape) == 4 and shape[-1] in (1, 3, 4) and min(shape[1:3]) >= 8
 
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -319,7 +326,7 @@ def info_dict(reader: Any) -> dict:
     for key in reader.keys():
         shape, dtype = reader.array_info(key)
         arrays[key] = {"shape": list(shape), "dtype": str(np.dtype(dtype)), "stored_as": source(reader, key)}
-        if is_image(shape, dtype):
+        if is_image(shape, dtype) or is_float_frames(shape, dtype):
             cameras[key] = {"height": int(shape[1]), "width": int(shape[2]), "channels": int(shape[3])}
     return {
         "path": str(reader.path),

@@ -2,7 +2,9 @@
 
 ``polx train --head H --dataset PATH`` with no ``--env`` chooses it (``polx.runs``): every camera
 key (uint8 (N, H, W, C)) becomes an ``rgb`` observation resized to ``encoder.image_size`` at load
-(read lazily, block by block, through a cache of ``env.frame_cache_mb``),
+(read lazily, block by block, through a cache of ``env.frame_cache_mb``); float frames of that
+shape (Diffusion Policy's PushT zarr stores ``img`` as float32 0..255) are cameras too, cast to
+uint8 per block (0..1 frames scaled by 255, told apart by the first frames' maximum),
 and every other key but ``action`` is flattened per step and concatenated, in key order, into
 one ``low_dim`` observation. ``env.action_groups`` declares how the action splits between arms
 (as an env's ``shape_meta`` does), so bimanual heads and ``policy.action_layout=packed`` work on
@@ -56,13 +58,27 @@ def _resize(frames: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def _float_scale(reader: Any, key: str) -> float:
+    """255 when the first frames of ``key`` lie in 0..1, else 1 (frames already in 0..255)."""
+    n = reader.array_info(key)[0][0]
+    sample = np.asarray(reader.read(key, 0, min(int(n), 16)), dtype=np.float64)
+    finite = sample[np.isfinite(sample)]
+    return 255.0 if finite.size and float(finite.max()) <= 1.0 else 1.0
+
+
+def frames_to_uint8(frames: np.ndarray, scale: float) -> np.ndarray:
+    """Float frames times ``scale``, rounded and clipped to uint8 (NaN becomes 0)."""
+    out = np.nan_to_num(np.asarray(frames, dtype=np.float32) * np.float32(scale), nan=0.0)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 class OfflineAdapter:
     """An ``EnvAdapter`` without a simulator: shapes and observations from the dataset itself."""
 
     name = "offline"
 
     def __init__(self, config: OfflineEnvConfig):
-        from polx.data.formats import is_image, open_dataset
+        from polx.data.formats import is_float_frames, is_image, open_dataset
 
         if not config.dataset:
             raise UserInputError("training without an env needs --dataset PATH (env.dataset is empty)")
@@ -71,7 +87,9 @@ class OfflineAdapter:
         if "action" not in reader.keys():
             raise UserInputError(f"dataset {config.dataset!r} has no 'action' array (it has {', '.join(reader.keys())}); training needs one")
         infos = {key: reader.array_info(key) for key in reader.keys()}
-        self.cameras = [k for k, (shape, dtype) in infos.items() if is_image(shape, dtype)]
+        self.cameras = [k for k, (shape, dtype) in infos.items() if is_image(shape, dtype) or is_float_frames(shape, dtype)]
+        #: camera key -> factor that brings its float frames to 0..255 (uint8 cameras are absent)
+        self.float_scale = {k: _float_scale(reader, k) for k in self.cameras if is_float_frames(*infos[k])}
         self.low_dim = [k for k, (shape, dtype) in infos.items() if k != "action" and k not in self.cameras and np.dtype(dtype).kind in "fiub"]
         obs: dict[str, dict] = {}
         for cam in self.cameras:
@@ -97,13 +115,17 @@ class OfflineAdapter:
         out: dict[str, np.ndarray] = {}
         size = self.config.image_size
         for cam in self.cameras:
-            if hasattr(data, "frames"):  # training: read lazily through a bounded cache, resized per block
+            to_uint8 = (lambda block, k=self.float_scale[cam]: frames_to_uint8(block, k)) if cam in self.float_scale else (lambda block: block)
+            if hasattr(data, "frames"):  # training: read lazily through a bounded cache, cast and resized per block
                 c = self.shape_meta["obs"][cam]["shape"][0]
-                resize = None if size is None else (lambda block, s=size: _resize(block, s))
+                if size is None:
+                    transform = None if cam not in self.float_scale else to_uint8
+                else:
+                    transform = lambda block, s=size, cast=to_uint8: _resize(cast(block), s)  # noqa: E731
                 step = None if size is None else (size, size, c)
-                out[cam] = data.frames(cam, self.config.frame_cache_mb << 20, transform=resize, step_shape=step)
+                out[cam] = data.frames(cam, self.config.frame_cache_mb << 20, transform=transform, step_shape=step, dtype=np.uint8)
             else:
-                frames = np.asarray(data[cam])
+                frames = to_uint8(np.asarray(data[cam]))
                 out[cam] = frames if size is None else _resize(frames, size)
         if self.low_dim:
             parts = [np.asarray(data[k], dtype=np.float32).reshape(len(data[k]), -1) for k in self.low_dim]
