@@ -56,6 +56,18 @@ def test_run_directory_is_complete(run: Path, plugins) -> None:
     assert (run / "media" / "curves.png").stat().st_size > 1000
 
 
+def test_latest_after_a_rollout_is_the_top_k_file_linked_not_a_second_copy(run: Path) -> None:
+    """Rollouts at steps 6 and 12, both kept (topk=2): latest.ckpt at step 12 is the step-12 top-k
+    file (one inode), while the step-6 file, linked as latest at step 6, kept its own bytes when
+    latest was replaced."""
+    ckpts = run / "checkpoints"
+    by_step = {int(p.name.split("step=")[1][:7]): p for p in ckpts.glob("epoch=*.ckpt")}
+    assert sorted(by_step) == [6, 12]
+    assert (ckpts / LATEST).samefile(by_step[12])
+    assert by_step[6].stat().st_nlink == 1 and load_checkpoint(by_step[6])["global_step"] == 6
+    assert load_checkpoint(ckpts / LATEST)["global_step"] == 12
+
+
 def test_every_record_has_step_and_epoch_and_the_named_metrics(run: Path, plugins) -> None:
     records = toy_plugin.read_records(run)
     assert all("epoch" in r["metrics"] for r in records)

@@ -73,6 +73,24 @@ def save_checkpoint(path: Path, state: dict) -> Path:
     return Path(path)
 
 
+def link_checkpoint(source: Path, path: Path) -> bool:
+    """Make ``path`` a hard link of the checkpoint ``source`` (same state, written once), atomically.
+
+    Safe for keeping checkpoints: every later write replaces a file by renaming a new one over it,
+    so the other name keeps the old bytes. Returns False (nothing changed) where the filesystem
+    has no hard links; the caller then writes the file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{_TEMP_SUFFIX}")
+    try:
+        os.link(source, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        return False
+    _fsync_dir(path.parent)
+    return True
+
+
 def _write_failure(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if isinstance(exc, OSError) and exc.strerror:

@@ -46,6 +46,7 @@ from polx.train.checkpoint import (
     check_compatible,
     check_complete,
     first_line,
+    link_checkpoint,
     load_checkpoint,
     load_weights,
     remove_stale_temp_files,
@@ -180,6 +181,7 @@ class Trainer:
         self.final_metrics: dict[str, float] = {}  # the latest rollout and validation figures
         self.run_warnings: list[str] = []  # what went wrong without stopping the run (in summary.json)
         self.out_of_time = False  # train.max_minutes reached: the run ends before max_steps
+        self._written_now: tuple[int, Path] | None = None  # (step, top-k file) whose state is the current one
         # the run directory: a resume continues plan.run_dir; a new run's is made in _open_run_dir
         self.run_dir = plan.run_dir
         self.ckpt_dir = plan.run_dir / "checkpoints"
@@ -423,6 +425,7 @@ class Trainer:
 
     def _train_step(self, batch: dict) -> tuple[float, dict]:
         t = self.cfg.train
+        self._written_now = None  # the state moves on: no checkpoint on disk matches it any more
         self.model.train()
         loss, metrics = self.model.compute_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
@@ -574,10 +577,17 @@ class Trainer:
         self.final_metrics.update(result.metrics)
         score = result.metrics.get("test_mean_score")
         if score is not None:
-            self.topk.offer(score, self.epoch, self.step, self._checkpoint_state)
+            kept = self.topk.offer(score, self.epoch, self.step, self._checkpoint_state)
+            # nothing changes the state between here and the latest.ckpt write that follows a
+            # rollout (periodic or final), so that write links this file instead of a second copy
+            self._written_now = (self.step, kept) if kept is not None else None
 
     def _save_latest(self) -> None:
         started = time.perf_counter()
+        fresh, self._written_now = self._written_now, None
+        if fresh is not None and fresh[0] == self.step and fresh[1].is_file() and link_checkpoint(fresh[1], self.ckpt_dir / LATEST):
+            self._say(f"checkpoint at step {self.step}: {LATEST} is {fresh[1].name} (the same state, linked, not written twice)")
+            return
         self._say(f"checkpoint at step {self.step}: writing {LATEST}")
         save_checkpoint(self.ckpt_dir / LATEST, self._checkpoint_state())
         self._say(f"checkpoint at step {self.step}: written in {time.perf_counter() - started:.1f}s")
