@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 from click.testing import CliRunner
 from PIL import Image
 
 from polx.cli import main
 from polx.errors import UserInputError
-from polx.plot import metric_series, plot_run
+from polx.plot import DEFAULT_METRICS, DEFAULT_PANELS, metric_series, panels, plot_run
 
 
 def write_log(run_dir, records, tail=""):
@@ -91,10 +94,21 @@ def test_missing_run_dir_or_log_exits_2(tmp_path):
 
 
 def test_no_default_metric_lists_what_the_log_has(tmp_path):
-    run_dir = write_log(tmp_path / "run", [{"global_step": s, "val_loss": 0.5, "epoch": 0} for s in range(3)])
-    with pytest.raises(UserInputError, match=r"none of the default metrics .*choose with --metric from: epoch, val_loss"):
+    run_dir = write_log(tmp_path / "run", [{"global_step": s, "grad_norm": 0.5, "epoch": 0} for s in range(3)])
+    with pytest.raises(UserInputError, match=r"none of the default metrics .*choose with --metric from: epoch, grad_norm"):
         plot_run(run_dir)
-    assert_png(plot_run(run_dir, metrics=["val_loss"]))
+    assert_png(plot_run(run_dir, metrics=["grad_norm"]))
+
+
+@given(present=st.sets(st.sampled_from(DEFAULT_METRICS + ("epoch", "grad_norm"))))
+def test_the_default_figure_draws_every_default_metric_the_log_has_once(present):
+    """val_loss shares the loss panel with train_loss, the success rate the score panel; no empty panel."""
+    available = sorted(present)
+    assume(present & set(DEFAULT_METRICS))
+    chosen = panels(None, available, Path("logs.json.txt"))
+    drawn = [m for panel in chosen for m in panel]
+    assert sorted(drawn) == sorted(present & set(DEFAULT_METRICS)) and all(chosen)
+    assert [m for panel in DEFAULT_PANELS for m in panel if m in drawn] == drawn  # default order
 
 
 def test_empty_log_is_a_user_error(tmp_path):

@@ -15,7 +15,9 @@ from pathlib import Path
 from polx.errors import UserInputError
 from polx.jsonlog import LOG_NAME
 
-DEFAULT_METRICS = ("train_loss", "lr", "test_mean_score")
+#: the default figure, one panel per tuple; metrics in a panel share its axes (those the log has)
+DEFAULT_PANELS = (("train_loss", "val_loss"), ("lr",), ("test_mean_score", "test_success_rate"))
+DEFAULT_METRICS = tuple(m for panel in DEFAULT_PANELS for m in panel)
 
 
 def read_log(path: Path) -> list[dict]:
@@ -54,10 +56,13 @@ def metric_series(records: list[dict]) -> dict[str, tuple[list[int], list[float]
     return {key: (sorted(points), [points[s] for s in sorted(points)]) for key, points in by_metric.items()}
 
 
-def _choose(requested: list[str] | None, available: list[str], log: Path) -> list[str]:
+def panels(requested: list[str] | None, available: list[str], log: Path) -> list[list[str]]:
+    """The figure's panels: the default ones (losses together, lr, rollout scores together) with
+    what the log has, or one panel per ``--metric``."""
     listing = ", ".join(available) or "none"
     if requested is None:
-        chosen = [m for m in DEFAULT_METRICS if m in available]
+        chosen = [[m for m in panel if m in available] for panel in DEFAULT_PANELS]
+        chosen = [panel for panel in chosen if panel]
         if not chosen:
             raise UserInputError(
                 f"{str(log)!r} has none of the default metrics ({', '.join(DEFAULT_METRICS)}); "
@@ -67,11 +72,11 @@ def _choose(requested: list[str] | None, available: list[str], log: Path) -> lis
     unknown = [m for m in requested if m not in available]
     if unknown:
         raise UserInputError(f"--metric {', '.join(map(repr, unknown))} not in {str(log)!r}; available: {listing}")
-    return list(dict.fromkeys(requested))
+    return [[m] for m in dict.fromkeys(requested)]
 
 
 def plot_run(run_dir: Path, metrics: list[str] | None = None, out: Path | None = None) -> Path:
-    """Draw ``metrics`` (default: train_loss, lr, test_mean_score, those present) of ``run_dir``.
+    """Draw ``metrics`` (default: train and val loss, lr, test score and success rate, those present) of ``run_dir``.
 
     Writes ``out`` (default ``RUN_DIR/media/curves.png``) and returns its path.
     """
@@ -88,20 +93,24 @@ def plot_run(run_dir: Path, metrics: list[str] | None = None, out: Path | None =
     series = metric_series(read_log(log))
     if not series:
         raise UserInputError(f"{str(log)!r} has no records with a global_step yet")
-    chosen = _choose(metrics, sorted(series), log)
+    chosen = panels(metrics, sorted(series), log)
 
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8, 2.4 * len(chosen) + 0.6), layout="constrained")
     axes = fig.subplots(len(chosen), 1, sharex=True, squeeze=False)[:, 0]
-    for ax, name in zip(axes, chosen):
-        steps, values = series[name]
-        # sparse metrics (rollout scores every few thousand steps) need markers to be seen
-        ax.plot(steps, values, marker="o" if len(steps) <= 30 else None, markersize=3, linewidth=1.2)
-        ax.set_ylabel(name)
+    for ax, names in zip(axes, chosen):
+        finite = []
+        for name in names:
+            steps, values = series[name]
+            # sparse metrics (rollout scores every few thousand steps) need markers to be seen
+            ax.plot(steps, values, marker="o" if len(steps) <= 30 else None, markersize=3, linewidth=1.2, label=name)
+            finite += [v for v in values if math.isfinite(v)]
+        ax.set_ylabel(names[0] if len(names) == 1 else names[0].split("_")[-1])
+        if len(names) > 1:
+            ax.legend(loc="best", fontsize=8)
         ax.grid(True, alpha=0.3)
-        finite = [v for v in values if math.isfinite(v)]
-        if name.endswith("loss") and finite and min(finite) > 0:
+        if all(n.endswith("loss") for n in names) and finite and min(finite) > 0:
             ax.set_yscale("log")  # losses fall by orders of magnitude
     axes[-1].set_xlabel("global step")
     fig.suptitle(run_dir.resolve().name)
