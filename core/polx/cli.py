@@ -559,7 +559,7 @@ def data_generate(env: str, episodes: int, out: Path, seed: int, workers: int, k
 
 @main.command()
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--metric", "metrics", multiple=True, help="Metric to plot (repeatable; default: train_loss, lr, test_mean_score).")
+@click.option("--metric", "metrics", multiple=True, help="Metric to plot (repeatable; default: train and val loss in one panel, lr, test score and success rate in one panel).")
 @click.option("--out", type=click.Path(path_type=Path), help="PNG path (default: RUN_DIR/media/curves.png).")
 def plot(run_dir: Path, metrics: tuple[str, ...], out: Path | None) -> None:
     """Training curves from RUN_DIR/logs.json.txt as a PNG."""
