@@ -53,6 +53,20 @@ def stage_counts(episodes: Sequence[Episode]) -> dict[str, int]:
     return counts
 
 
+def episode_caption(episode: Episode) -> str:
+    """``seed 100003  score 0.912  solved`` (``not solved`` / nothing when the env reports no
+    success; ``reached lift`` for a staged env): the line stamped on a trajectory PNG."""
+    text = f"seed {episode.seed}  score {episode_score(episode):.3f}"
+    success = episode_success(episode)
+    if success is not None:
+        text += "  solved" if success else "  not solved"
+    names = stage_names([episode])
+    if names and not success:
+        stage = min(furthest_stage(episode), len(names))
+        text += f"  reached {names[stage - 1]}" if stage else "  reached no stage"
+    return text
+
+
 def summarize(prefix: str, episodes: Sequence[Episode]) -> dict[str, float]:
     """``<prefix>_mean_score``, ``<prefix>_success_rate`` (when known), ``<prefix>_reached_<stage>`` (staged
     envs), ``<prefix>/sim_max_reward_<seed>``."""

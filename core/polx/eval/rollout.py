@@ -28,7 +28,7 @@ from tqdm import tqdm
 from polx.components import Episode
 from polx.data.normalizer import Normalizer
 from polx.errors import PolxError
-from polx.eval.metrics import summarize
+from polx.eval.metrics import episode_caption, summarize
 from polx.plugins import CORE_PLUGIN_NAME, load_plugins
 from polx.policy.policy import Policy, build_policy
 from polx.policy.runtime import ChunkRuntime
@@ -129,6 +129,7 @@ def _render(plugins, env, episode: Episode, media_dir: Path) -> dict[str, str]:
         media_dir.mkdir(parents=True, exist_ok=True)
         drawn = plugins.hook.render_trajectory(env=env, episode=episode, path=str(tmp))
         if drawn is not None:
+            stamp_caption(Path(drawn), episode_caption(episode))
             os.replace(drawn, path)
     except Exception as exc:
         tmp.unlink(missing_ok=True)
@@ -142,6 +143,26 @@ def _render(plugins, env, episode: Episode, media_dir: Path) -> dict[str, str]:
         warnings.warn(f"no plugin draws trajectories of {type(getattr(env, 'unwrapped', env)).__name__}; no PNG written", stacklevel=2)
         return {}
     return {f"test/trajectory_{episode.index}": str(path)}
+
+
+def stamp_caption(path: Path, caption: str) -> None:
+    """Add a white strip with ``caption`` above the PNG at ``path`` (rewritten in place), so a
+    trajectory picture says which seed it is and what it scored wherever it is shown."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    with Image.open(path) as drawn:
+        drawn.load()
+        picture = drawn.convert("RGB")
+    size = max(10, min(18, picture.width // 24))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+        font = ImageFont.load_default()
+    strip = size + 8
+    out = Image.new("RGB", (picture.width, picture.height + strip), "white")
+    out.paste(picture, (0, strip))
+    ImageDraw.Draw(out).text((4, 4), caption, fill="black", font=font)
+    out.save(path, format="PNG")
 
 
 # ---------------------------------------------------------------------------------------------
