@@ -10,16 +10,21 @@ memory, and names the varied key.
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 from test_objective_contract import PLUGINS  # noqa: E402
 
+from polx.compare import varied_keys  # noqa: E402
 from polx.train.reproduce import command_script, git_diff  # noqa: E402
 
 pytest.importorskip("polx_imf_attnres")
@@ -98,3 +103,37 @@ def test_git_diff_is_kept_only_for_a_dirty_tree(tmp_path):
     assert git_diff(tmp_path) is None
     (tmp_path / "a.py").write_text("x = 2\n")
     assert "+x = 2" in git_diff(tmp_path)
+
+
+def _write_run(root: Path, name: str, config: dict, records: list[dict]) -> Path:
+    run = root / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "logs.json.txt").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return run
+
+
+def test_across_heads_only_shared_keys_that_differ_are_varied_and_empty_tables_are_named(tmp_path):
+    """An imf run beside a ddpm run: the head and the shared options that differ, not every option
+    of each head beside a blank; no sample_mae was logged, so no empty sample_mae table."""
+    logs = [{"global_step": 2, "val_loss": 0.5, "train_time_s": 1.0}]
+    imf = _write_run(tmp_path, "imf", {"components": {"head": "imf_attnres"}, "head": {"n_emb": 96, "num_steps": 1}, "train": {"lr": 1e-3}}, logs)
+    ddpm = _write_run(tmp_path, "ddpm", {"components": {"head": "ddpm_transformer"}, "head": {"n_emb": 96, "num_inference_steps": 10}, "train": {"lr": 1e-4}}, logs)
+    out = tmp_path / "tables"
+    (out).mkdir()
+    (out / "sample_mae.csv").write_text("stale\n")
+    done = subprocess.run([sys.executable, "-m", "polx", "compare", str(imf), str(ddpm), "--out", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [row["varied"] for row in _read(out / "val_loss.csv")] == [
+        "components.head=imf_attnres train.lr=0.001", "components.head=ddpm_transformer train.lr=0.0001"]
+    assert not (out / "sample_mae.csv").exists() and "(no sample_mae table: no run logged sampled action MAE" in done.stdout
+    assert "### sample_mae" not in done.stdout and "### val_loss" in done.stdout
+
+
+@given(configs=st.lists(st.dictionaries(st.sampled_from("abcde"), st.integers(0, 2), max_size=5), min_size=1, max_size=4))
+def test_a_key_is_varied_exactly_when_two_runs_that_have_it_disagree(configs):
+    runs = [{"name": str(i), "config": config, "series": {}, "summary": {}} for i, config in enumerate(configs)]
+    varied = set(varied_keys(runs))
+    for key in "abcde":
+        values = {config[key] for config in configs if key in config}
+        assert (key in varied) == (len(values) > 1)

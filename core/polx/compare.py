@@ -29,6 +29,11 @@ from polx.errors import UserInputError
 from polx.plot import LOG_NAME, metric_series, read_log
 
 MAE = re.compile(r"val_action_mae_(?:(?P<what>.+)_)?(?P<steps>\d+)step$")
+EMPTY_WHY = {
+    "val_loss": "no run validated (train.val_every)",
+    "sample_mae": "no run logged sampled action MAE (eval.sample_steps)",
+    "runtime": "no run logged a step",
+}
 IGNORED_KEYS = ("data.path", "train.init_from")  # paths differ between machines, not between designs
 
 
@@ -54,9 +59,16 @@ def load_run(run_dir: Path) -> dict:
 
 
 def varied_keys(runs: list[dict]) -> list[str]:
-    """Config keys whose value is not the same in every run (paths left out)."""
+    """Config keys whose value differs between the runs that have them (paths left out).
+
+    A key only some runs have (the options of another head or env) is not a variation of its
+    own: ``components.head`` differing already says it, so a table across heads lists the head
+    and the options both runs share, not every option of each head beside a blank."""
     keys = sorted({k for run in runs for k in run["config"]})
-    return [k for k in keys if k not in IGNORED_KEYS and len({json.dumps(run["config"].get(k)) for run in runs}) > 1]
+    return [
+        k for k in keys
+        if k not in IGNORED_KEYS and len({json.dumps(run["config"][k]) for run in runs if k in run["config"]}) > 1
+    ]
 
 
 def _last(run: dict, metric: str) -> float | None:
@@ -67,7 +79,7 @@ def _last(run: dict, metric: str) -> float | None:
 def tables(runs: list[dict]) -> dict[str, tuple[list[str], list[list[Any]]]]:
     """table name -> (header, rows); the first columns are the run and what was varied."""
     varied = varied_keys(runs)
-    lead = lambda run: [run["name"], " ".join(f"{k}={run['config'].get(k)}" for k in varied)]  # noqa: E731
+    lead = lambda run: [run["name"], " ".join(f"{k}={run['config'][k]}" for k in varied if k in run["config"])]  # noqa: E731
     steps = sorted({s for run in runs for s in run["series"].get("val_loss", ([], []))[0]})
     loss_rows = []
     for run in runs:
@@ -116,12 +128,21 @@ def compare_runs(run_dirs: list[Path], out: Path) -> str:
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {str(out)!r} exists and is not a directory")
     built = tables(runs)
+    # a table no run logged anything for (sample_mae without eval.sample_steps, val_loss without
+    # validation) is left out and named, not printed as a header over blank rows
+    empty = [name for name, (header, rows) in built.items() if not any(v is not None for row in rows for v in row[2:])]
     out.mkdir(parents=True, exist_ok=True)
+    for name in empty:
+        (out / f"{name}.csv").unlink(missing_ok=True)  # a stale table from an earlier compare into OUT
     for name, (header, rows) in built.items():
+        if name in empty:
+            continue
         with open(out / f"{name}.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows([["" if v is None else v for v in row] for row in rows])
-    text = "\n".join(markdown(name, *table) for name, table in built.items())
+    text = "\n".join(markdown(name, *table) for name, table in built.items() if name not in empty)
+    if empty:
+        text += "\n" + "".join(f"(no {name} table: {EMPTY_WHY[name]})\n" for name in empty)
     (out / "compare.md").write_text(text)
     return text
