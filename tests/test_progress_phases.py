@@ -8,6 +8,8 @@ the thresholds are lowered so that the few-second run meets them.
 
 from __future__ import annotations
 
+import re
+
 import sys
 from pathlib import Path
 
@@ -54,6 +56,10 @@ def test_each_phase_prints_a_line_as_it_starts_and_finishes(plugins, tmp_path, c
         assert started and len(started) == len(finished), (start, texts)
         assert all(s < f for s, f in zip(started, finished)), texts
     assert [t.split(":")[0] for t in texts if t.startswith("validation")] == ["validation at step 2"] * 2 + ["validation at step 4"] * 2
+    # each rollout episode says it finished, between the rollout's start and done lines
+    episodes = [i for i, t in enumerate(texts) if re.fullmatch(r"rollout episode 1/1: test seed \d+, score \d\.\d{3}, \d+ steps", t)]
+    rollouts = [i for i, t in enumerate(texts) if t.startswith("rollouts at step")]
+    assert len(episodes) * 2 == len(rollouts) and all(rollouts[2 * k] < e < rollouts[2 * k + 1] for k, e in enumerate(episodes)), texts
     assert "\r" not in err
 
 

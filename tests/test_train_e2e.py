@@ -213,6 +213,9 @@ def test_cli_train_and_eval(plugins, cache, tmp_path: Path, monkeypatch: pytest.
     result = runner.invoke(cli.main, ["eval", "--checkpoint", str(run / "checkpoints" / LATEST), "--episodes", "2", "--seed", "7", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "test_mean_score:" in result.output
+    # one line per finished episode (CliRunner's stderr is not a terminal): two test seeds, then the toy's train seed
+    assert [line.split(", score")[0] for line in result.output.splitlines() if line.startswith("polx: rollout episode")] == [
+        "polx: rollout episode 1/3: test seed 7", "polx: rollout episode 2/3: test seed 8", "polx: rollout episode 3/3: train seed 0"]
     report = json.loads((out / "metrics.json").read_text())
     assert report["n_test"] == 2 and report["test_start_seed"] == 7 and report["global_step"] == 4
     assert {"test/sim_max_reward_7", "test/sim_max_reward_8"} <= set(report["metrics"])

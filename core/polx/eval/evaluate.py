@@ -77,7 +77,11 @@ def evaluate_checkpoint(
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        result = run_rollouts(plugins, config, adapter, policy, media_dir=out, progress=sys.stderr.isatty())
+        tty = sys.stderr.isatty()
+        result = run_rollouts(
+            plugins, config, adapter, policy, media_dir=out, progress=tty,
+            say=None if tty else (lambda line: print(f"polx: {line}", file=sys.stderr, flush=True)),
+        )
     except BaseException:
         if created:  # a failed evaluation leaves no half-filled directory behind
             shutil.rmtree(out, ignore_errors=True)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from polx.components import Episode
 from polx.data.normalizer import Normalizer
 from polx.errors import PolxError
-from polx.eval.metrics import episode_caption, summarize
+from polx.eval.metrics import episode_caption, episode_score, summarize
 from polx.plugins import CORE_PLUGIN_NAME, load_plugins
 from polx.policy.policy import Policy, build_policy
 from polx.policy.runtime import ChunkRuntime
@@ -63,18 +63,39 @@ def run_episode(env: Any, runtime: ChunkRuntime, seed: int, max_steps: int, inde
     return Episode(seed=seed, actions=np.asarray(actions), rewards=np.asarray(rewards), infos=infos, index=index)
 
 
+class _EpisodeProgress:
+    """One tick per finished episode: the tqdm bar on a terminal, and/or a line through ``say``
+    (``rollout episode 3/50: test seed 100002, score 0.912, 287 steps``) when output goes to a file."""
+
+    def __init__(self, total: int, bar: Any, say: Any = None):
+        self.total, self.bar, self.say, self.count = total, bar, say, 0
+
+    def update(self, kind: str | None = None, episode: Episode | None = None) -> None:
+        self.count += 1
+        self.bar.update()
+        if self.say is not None and episode is not None:
+            self.say(
+                f"rollout episode {self.count}/{self.total}: {kind} seed {episode.seed}, "
+                f"score {episode_score(episode):.3f}, {len(episode.rewards)} steps"
+            )
+
+
 def run_rollouts(
-    plugins: Any, config: Any, adapter: Any, policy: Policy, *, media_dir: Path | None = None, progress: bool = False
-) -> RolloutResult:
-    """Roll out ``policy`` under ``config.eval``; draw the first ``eval.n_vis`` test episodes into ``media_dir``."""
+    plugins: Any, config: Any, adapter: Any, policy: Policy, *, media_dir: Path | None = None, progress: bool = False,
+    say: Any = None,
+) -> RolloutResult:  # fmt: skip
+    """Roll out ``policy`` under ``config.eval``; draw the first ``eval.n_vis`` test episodes into ``media_dir``.
+
+    ``progress``: a tqdm bar (a terminal); ``say``: called with one line per finished episode
+    (output to a file, where a bar would be one unreadable line)."""
     ev = config.eval
     jobs = [("test", ev.test_start_seed + i, i) for i in range(ev.n_test)]
     jobs += [("train", ev.train_start_seed + i, i) for i in range(ev.n_train)]
     was_training = policy.training
     policy.eval()
     try:
-        bar = tqdm(total=len(jobs), desc="rollout", unit="episode", disable=not progress, leave=False)
-        with bar:
+        bar = _EpisodeProgress(len(jobs), tqdm(total=len(jobs), desc="rollout", unit="episode", disable=not progress, leave=False), say)
+        with bar.bar:
             if ev.n_envs == 1 or len(jobs) <= 1:
                 done, images = _run_here(plugins, config, adapter, policy, jobs, media_dir, bar)
             else:
@@ -98,7 +119,7 @@ def _run_here(plugins, config, adapter, policy, jobs, media_dir, bar) -> tuple[d
             done[(kind, index)] = episode
             if kind == "test" and index < config.eval.n_vis and media_dir is not None:
                 images.update(_render(plugins, env, episode, media_dir))
-            bar.update()
+            bar.update(kind, episode)
     finally:
         env.close()
     return done, images
@@ -221,7 +242,7 @@ def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
             for future in cf.as_completed(futures):
                 kind, episode = future.result()
                 done[(kind, episode.index)] = episode
-                bar.update()
+                bar.update(kind, episode)
         except BrokenProcessPool:
             raise PolxError(
                 "a rollout worker process died (its traceback, if any, is printed above); "

@@ -561,7 +561,10 @@ class Trainer:
         started = time.perf_counter()
         self._say(f"rollouts at step {self.step}: started, {ev.n_test + ev.n_train} episodes in {ev.n_envs} process{'es' if ev.n_envs > 1 else ''}")
         try:
-            result = run_rollouts(self.plugins, self.cfg, self.adapter, self.eval_policy, media_dir=media, progress=self.show_progress)
+            result = run_rollouts(
+                self.plugins, self.cfg, self.adapter, self.eval_policy, media_dir=media, progress=self.show_progress,
+                say=self._say if self.print_progress else None,
+            )
         except Exception as exc:
             # no score for this step, and none left over from an earlier one to pass for it
             self.final_metrics = {k: v for k, v in self.final_metrics.items() if not is_rollout_metric(k)}
