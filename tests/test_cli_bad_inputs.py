@@ -191,7 +191,7 @@ CASES = [
     ("info_of_a_file", ["data", "info", "{root}/file.zarr"], 2, ["is a file"]),
     # damaged or mis-made data: found when the dataset is opened, before the run directory exists
     ("dataset_nan_action", [*TRAIN, "--dataset", "{root}/nan_action.zarr"], 2,
-     ["nan_action.zarr", "action has non-finite values (NaN/inf)", "first at step 5 (episode 0)"]),
+     ["nan_action.zarr", "action has non-finite values (NaN/inf", "first at step 5 (episode 0)"]),
     ("dataset_inf_keypoint", [*TRAIN, "--dataset", "{root}/inf_keypoint.zarr"], 2, ["keypoints has non-finite values", "step 9"]),
     ("dataset_missing_chunk", [*TRAIN, "--dataset", "{root}/missing_chunk.zarr"], 2,
      ["missing_chunk.zarr", "data/action is missing 1 of its 1 chunk files", "zeros"]),

@@ -172,13 +172,15 @@ def damaged_copies(source: Path, root: Path) -> dict[str, Path]:
     import shutil
 
     out = {}
-    for kind in ("nan_action", "inf_obs", "missing_chunk", "bad_zarray", "wide_action"):
+    for kind in ("nan_action", "inf_obs", "huge_action", "missing_chunk", "bad_zarray", "wide_action"):
         out[kind] = root / f"{kind}.zarr"
         shutil.copytree(source, out[kind])
     group = zarr.open_group(str(out["nan_action"]), mode="r+")
     group["data/action"][7] = [np.nan, 0.0]
     group = zarr.open_group(str(out["inf_obs"]), mode="r+")
     group["data/pos"][3] = [np.inf, 0.0]
+    group = zarr.open_group(str(out["huge_action"]), mode="r+")
+    group["data/action"][5] = [0.0, 1e30]  # finite, but a corrupt value: it would train to val_action_mse inf
     chunk = next(p for p in (out["missing_chunk"] / "data" / "action").iterdir() if not p.name.startswith("."))
     chunk.unlink()
     (out["bad_zarray"] / "data" / "action" / ".zarray").write_text("{not json")
@@ -193,6 +195,7 @@ def damaged_copies(source: Path, root: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("kind, fragments", [
     ("nan_action", ["action has non-finite values", "first at step 7", "episode 0"]),
     ("inf_obs", ["pos has non-finite values", "first at step 3"]),
+    ("huge_action", ["action has non-finite values (NaN/inf, or |x| >= 1e+30", "first at step 5"]),
     ("missing_chunk", ["data/action is missing 1 of its", "chunk files", "zeros"]),
     ("bad_zarray", ["zarr metadata could not be read", ".zarray"]),
     ("wide_action", ["action has per-step shape (3,)", "the env expects (2,)"]),

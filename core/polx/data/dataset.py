@@ -92,8 +92,12 @@ def expected_step_shape(meta: Mapping[str, Any]) -> tuple[int, ...]:
     return (*shape[1:], shape[0]) if meta.get("type") == "rgb" and len(shape) == 3 else shape
 
 
+#: a low-dim value this large is a corrupt file, not a measurement; its square overflows float32 in the loss
+IMPLAUSIBLE = 1e30
+
+
 def check_policy_arrays(where: str, arrays: Mapping[str, np.ndarray], shape_meta: Mapping, episode_ends: np.ndarray) -> None:
-    """DatasetError when an array's per-step shape differs from the env's ``shape_meta`` or a value is NaN/inf.
+    """DatasetError when an array's per-step shape differs from the env's ``shape_meta`` or a value is NaN/inf/>=1e30.
 
     Both would otherwise surface later and worse: a shape as a matrix error at step 1, an inf as
     a normalizer of scale 0 and a policy that outputs inf.
@@ -108,13 +112,14 @@ def check_policy_arrays(where: str, arrays: Mapping[str, np.ndarray], shape_meta
             )
         if np.asarray(arr).dtype.kind != "f":
             continue  # integers (camera images) cannot hold NaN/inf
-        finite = np.isfinite(arr).reshape(len(arr), -1).all(axis=1)
+        with np.errstate(invalid="ignore"):
+            finite = (np.abs(np.asarray(arr)) < IMPLAUSIBLE).reshape(len(arr), -1).all(axis=1)  # False for NaN too
         if not finite.all():
             step = int(np.argmin(finite))
             episode = int(np.searchsorted(episode_ends, step, side="right"))
             raise DatasetError(
-                f"{where}: {key} has non-finite values (NaN/inf) at {int((~finite).sum())} steps, the first at step {step} "
-                f"(episode {episode}); remove or repair those episodes"
+                f"{where}: {key} has non-finite values (NaN/inf, or |x| >= {IMPLAUSIBLE:g}, which no robot records) at "
+                f"{int((~finite).sum())} steps, the first at step {step} (episode {episode}); remove or repair those episodes"
             )
 
 
