@@ -112,3 +112,54 @@ def test_evaluate_checkpoint_writes_metrics_and_pngs(tmp_path: Path, capsys) -> 
     assert f"test_mean_score: {saved['metrics']['test_mean_score']:.4f}" in capsys.readouterr().out
     with pytest.raises(UserInputError, match="already holds a metrics.json"):
         evaluate_checkpoint(plugins, run / "checkpoints" / LATEST, out=out)
+
+
+ROLLOUT_SCRIPT = '''
+import sys
+sys.path.insert(0, sys.argv[2])
+import toy_plugin
+import torch
+from polx.config import resolve_config
+from polx.data.normalizer import Normalizer
+from polx.eval.rollout import run_rollouts
+from polx.policy.policy import build_policy
+
+plugins = toy_plugin.toy_plugins()
+overrides = [f"env.cache_dir={sys.argv[1]}", "policy.horizon=4", "policy.n_action_steps=2",
+             "eval.n_test=100000", "eval.n_train=0", "eval.n_vis=0", "eval.max_steps=12", "eval.n_envs=2"]
+config = resolve_config(plugins, head="toy_mlp", env="toy_reach", loggers=(), overrides=overrides)
+adapter = plugins.registry.get("env", "toy_reach").build(config.env)
+identity = (torch.zeros(2), torch.ones(2), torch.zeros(2))
+policy = build_policy(plugins, config, adapter.shape_meta, Normalizer({"pos": identity, "goal": identity, "action": identity}))
+print("started", flush=True)
+run_rollouts(plugins, config, adapter, policy)
+'''
+
+
+def test_sigterm_during_rollouts_in_worker_processes_leaves_none_running(tmp_path: Path) -> None:
+    """A scheduler's SIGTERM while two rollout workers run: the command exits 143 saying so, with
+    no traceback, and both workers are gone (the default handler would leave them running)."""
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    (tmp_path / "rollouts.py").write_text(ROLLOUT_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(tmp_path / "rollouts.py"), str(tmp_path / "cache"), str(Path(__file__).parent)],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, workers = time.monotonic() + 180, set()
+    while time.monotonic() < deadline and len(workers) < 2 and parent.poll() is None:
+        time.sleep(0.2)
+        try:  # the spawn workers (the resource tracker is a child too, and is not counted)
+            workers |= {p.pid for p in psutil.Process(parent.pid).children() if "spawn_main" in " ".join(p.cmdline())}
+        except psutil.Error:
+            pass
+    assert len(workers) == 2, "the workers never started"
+    time.sleep(1.0)  # episodes are running
+    parent.send_signal(signal.SIGTERM)
+    _, err = parent.communicate(timeout=60)
+    assert parent.returncode == 128 + signal.SIGTERM and "stopped by signal SIGTERM" in err and "Traceback" not in err, err
+    time.sleep(0.5)
+    alive = [pid for pid in workers if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], f"rollout workers still running after SIGTERM: {alive}"

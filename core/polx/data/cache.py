@@ -78,15 +78,16 @@ def cached_dataset(path: Path, build: Callable[[], Any], notice: str) -> Path:
 
 
 @contextmanager
-def sigterm_raises() -> Any:
+def sigterm_raises(outcome: str = "nothing is kept") -> Any:
     """SIGTERM raises SystemExit(143) here, so ``finally`` blocks run (the default kills the process
-    where it stands, leaving its worker processes and half-written files behind)."""
+    where it stands, leaving its worker processes and half-written files behind). ``outcome``
+    completes the line printed: what is kept of the work."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame: Any) -> None:
-        print(f"polx: stopped by signal {signal.Signals(signum).name}; stopping workers, nothing is kept", file=sys.stderr)
+        print(f"polx: stopped by signal {signal.Signals(signum).name}; stopping workers, {outcome}", file=sys.stderr, flush=True)
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, stop)
@@ -96,7 +97,7 @@ def sigterm_raises() -> Any:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
+def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
     """Stop ``pool``: queued episodes cancelled, running ones given ``grace_s`` to finish (a worker
     killed mid-task makes the executor's thread print a traceback), then terminated; all joined."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
@@ -178,7 +179,7 @@ def collect_demos(
         bar.close()
         if pool is not None:
             if stopped:  # a signal or an error: nothing more is queued, and no worker outlives this process
-                _stop_workers(pool)
+                stop_workers(pool)
             pool.shutdown(cancel_futures=True)
         elif finalizer is not None:
             finalizer()

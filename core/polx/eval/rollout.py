@@ -26,6 +26,7 @@ import torch
 from tqdm import tqdm
 
 from polx.components import Episode
+from polx.data.cache import sigterm_raises, stop_workers
 from polx.data.normalizer import Normalizer
 from polx.errors import PolxError
 from polx.eval.metrics import episode_caption, episode_score, summarize
@@ -231,21 +232,29 @@ def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
     torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
     n_workers = min(config.eval.n_envs, len(jobs))
     done: dict[tuple[str, int], Episode] = {}
-    with cf.ProcessPoolExecutor(
+    pool = cf.ProcessPoolExecutor(
         max_workers=n_workers,
         mp_context=multiprocessing.get_context("spawn"),  # no fork of a process holding CUDA / threads
         initializer=_init_worker,
         initargs=(plugin_recipe(plugins), config, adapter, buffer.getvalue()),
-    ) as pool:
-        futures = [pool.submit(_worker_episode, kind, seed, index) for kind, seed, index in jobs]
-        try:
+    )
+    try:
+        # SIGTERM (a scheduler's kill, `timeout`) raises here instead of killing this process
+        # where it stands, so the workers are stopped and joined, never left running
+        with sigterm_raises("the run's checkpoints are kept, the rollout's episodes are not"):
+            futures = [pool.submit(_worker_episode, kind, seed, index) for kind, seed, index in jobs]
             for future in cf.as_completed(futures):
                 kind, episode = future.result()
                 done[(kind, episode.index)] = episode
                 bar.update(kind, episode)
-        except BrokenProcessPool:
-            raise PolxError(
-                "a rollout worker process died (its traceback, if any, is printed above); "
-                "eval.n_envs=1 runs the rollouts in this process instead"
-            ) from None
+    except BrokenProcessPool:
+        stop_workers(pool, grace_s=0.0)
+        raise PolxError(
+            "a rollout worker process died (its traceback, if any, is printed above); "
+            "eval.n_envs=1 runs the rollouts in this process instead"
+        ) from None
+    except BaseException:  # SIGTERM, Ctrl-C, a failed episode: no episode is worth waiting for
+        stop_workers(pool, grace_s=1.0)
+        raise
+    pool.shutdown(wait=True)
     return done
