@@ -24,6 +24,7 @@ from polx.errors import PolxError
 from polx.eval.rollout import plugin_recipe, worker_runtime
 from polx.policy.policy import Policy
 from polx.policy.runtime import ChunkRuntime
+from polx.workers import stopping_pool
 
 
 @attrs.define(kw_only=True)
@@ -112,20 +113,21 @@ def _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, bar) ->
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
     done: dict[int, LabelledEpisode] = {}
-    with cf.ProcessPoolExecutor(
+    pool = cf.ProcessPoolExecutor(
         max_workers=min(config.eval.n_envs, len(seeds)),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
         initargs=(plugin_recipe(plugins), config, adapter, buffer.getvalue()),
-    ) as pool:
-        futures = [pool.submit(_worker_episode, seed, kwargs) for seed in seeds]
-        try:
+    )
+    try:
+        with stopping_pool(pool, "the rounds already finished are kept, this round's rollouts are not"):
+            futures = [pool.submit(_worker_episode, seed, kwargs) for seed in seeds]
             for future in cf.as_completed(futures):
                 episode = future.result()
                 done[episode.seed] = episode
                 bar.update()
-        except cf.process.BrokenProcessPool:
-            raise PolxError(
-                "a dagger rollout worker died (its traceback, if any, is printed above); eval.n_envs=1 collects in this process"
-            ) from None
+    except cf.process.BrokenProcessPool:
+        raise PolxError(
+            "a dagger rollout worker died (its traceback, if any, is printed above); eval.n_envs=1 collects in this process"
+        ) from None
     return [done[seed] for seed in seeds]

@@ -21,11 +21,8 @@ import hashlib
 import json
 import multiprocessing
 import os
-import signal
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -33,6 +30,7 @@ from typing import Any, Callable, Iterable, Mapping
 import attrs
 
 from polx.errors import DatasetError, PolxError
+from polx.workers import sigterm_raises, stop_workers
 
 #: every ``polx data generate`` summary has these keys (an env may add its own after them)
 SUMMARY_KEYS = ("env", "out", "episodes", "steps", "seeds_tried", "success_rate", "seeds", "seconds")
@@ -75,43 +73,6 @@ def cached_dataset(path: Path, build: Callable[[], Any], notice: str) -> Path:
         if not path.exists():  # another process finishing the same dataset first is fine
             raise
     return path
-
-
-@contextmanager
-def sigterm_raises(outcome: str = "nothing is kept") -> Any:
-    """SIGTERM raises SystemExit(143) here, so ``finally`` blocks run (the default kills the process
-    where it stands, leaving its worker processes and half-written files behind). ``outcome``
-    completes the line printed: what is kept of the work."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        print(f"polx: stopped by signal {signal.Signals(signum).name}; stopping workers, {outcome}", file=sys.stderr, flush=True)
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
-    """Stop ``pool``: queued episodes cancelled, running ones given ``grace_s`` to finish (a worker
-    killed mid-task makes the executor's thread print a traceback), then terminated; all joined."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    deadline = time.monotonic() + grace_s
-    for process in processes:
-        process.join(timeout=max(0.0, deadline - time.monotonic()))
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-            process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join(timeout=5)
 
 
 def collect_demos(

@@ -26,13 +26,13 @@ import torch
 from tqdm import tqdm
 
 from polx.components import Episode
-from polx.data.cache import sigterm_raises, stop_workers
 from polx.data.normalizer import Normalizer
 from polx.errors import PolxError
 from polx.eval.metrics import episode_caption, episode_score, summarize
 from polx.plugins import CORE_PLUGIN_NAME, load_plugins
 from polx.policy.policy import Policy, build_policy
 from polx.policy.runtime import ChunkRuntime
+from polx.workers import stopping_pool
 
 
 @attrs.define(kw_only=True)
@@ -239,22 +239,17 @@ def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
         initargs=(plugin_recipe(plugins), config, adapter, buffer.getvalue()),
     )
     try:
-        # SIGTERM (a scheduler's kill, `timeout`) raises here instead of killing this process
-        # where it stands, so the workers are stopped and joined, never left running
-        with sigterm_raises("the run's checkpoints are kept, the rollout's episodes are not"):
+        # SIGTERM (a scheduler's kill, `timeout`), Ctrl-C or a failed episode stops and joins the
+        # workers (no episode is worth waiting for); they are never left running
+        with stopping_pool(pool, "the run's checkpoints are kept, the rollout's episodes are not"):
             futures = [pool.submit(_worker_episode, kind, seed, index) for kind, seed, index in jobs]
             for future in cf.as_completed(futures):
                 kind, episode = future.result()
                 done[(kind, episode.index)] = episode
                 bar.update(kind, episode)
     except BrokenProcessPool:
-        stop_workers(pool, grace_s=0.0)
         raise PolxError(
             "a rollout worker process died (its traceback, if any, is printed above); "
             "eval.n_envs=1 runs the rollouts in this process instead"
         ) from None
-    except BaseException:  # SIGTERM, Ctrl-C, a failed episode: no episode is worth waiting for
-        stop_workers(pool, grace_s=1.0)
-        raise
-    pool.shutdown(wait=True)
     return done
