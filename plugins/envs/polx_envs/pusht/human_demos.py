@@ -81,8 +81,13 @@ def build(out: Path, *, images: bool, render_size: int = 96, workers: int = 1, p
         frames = []
         with bar:
             if workers > 1:
-                with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                    for chunk, done in zip(pool.imap(_render_chunk, [(c, render_size) for c in chunks]), chunks):
+                from concurrent.futures import ProcessPoolExecutor
+
+                from polx.workers import stopping_pool
+
+                pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+                with stopping_pool(pool, "nothing is kept (the next use renders again)"):  # SIGTERM leaves no renderer running
+                    for chunk, done in zip(pool.map(_render_chunk, [(c, render_size) for c in chunks]), chunks):
                         frames.append(chunk)
                         bar.update(len(done))
             else:
