@@ -12,7 +12,7 @@ is verified and a new one begins. While a resumed process trains, a second ``--r
 same directory is started and must be refused (one writer per run directory). Checked after
 every kill and resume:
 
-- every ``*.ckpt`` in ``checkpoints/`` loads with ``polx.train.checkpoint.load_checkpoint``
+- every ``*.ckpt`` in ``checkpoints/`` loads with ``polx.base.checkpoint.load_checkpoint``
   (weights_only), and ``latest.ckpt`` is never older than the last one seen before the kill;
 - the resumed process starts exactly at that checkpoint's step (never further back);
 - temp files of a killed write are gone once the resumed run has started;
@@ -50,7 +50,7 @@ import torch
 from PIL import Image
 
 from polx.errors import UserInputError
-from polx.train.checkpoint import LATEST, load_checkpoint
+from polx.base.checkpoint import LATEST, load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"

@@ -144,7 +144,7 @@ def test_a_packed_run_trains_rolls_out_and_evaluates_at_env_width(tmp_path):
     pytest.importorskip("polx_imf_attnres")
     from polx.eval.evaluate import evaluate_checkpoint
     from polx.runs import prepare_training
-    from polx.train.checkpoint import LATEST, load_checkpoint
+    from polx.base.checkpoint import LATEST, load_checkpoint
     from polx.train.trainer import run_training
 
     overrides = toy_plugin.toy_overrides(

@@ -29,7 +29,7 @@ from click.testing import CliRunner
 
 from polx import cli, hookimpl
 from polx.plugins import load_plugins
-from polx.train.checkpoint import LATEST
+from polx.base.checkpoint import LATEST
 
 TINY_IMF = ["head.n_emb=32", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1"]
 TINY_DDPM = ["head.n_emb=32", "head.n_layer=1", "head.n_head=2", "objective.num_train_timesteps=10", "objective.num_inference_steps=2"]

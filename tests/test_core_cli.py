@@ -350,7 +350,7 @@ def test_pairing_is_declared_by_the_head_or_by_the_objective():
 
 
 def test_manifest_names_broken_plugins(fake_env):
-    from polx.train.run_dir import manifest
+    from polx.base.run_dir import manifest
 
     make_dist(fake_env, "brokenplug", "raise RuntimeError('boom at import')\n", version="0.0.9")
     data = manifest(load_plugins(), ["polx", "train"], {})

@@ -216,7 +216,7 @@ def test_dagger_starts_from_an_hdf5_episode_directory(demos, tmp_path):
             "--episodes", "1", "--run-dir", str(run_dir), *TINY]  # fmt: skip
     result = CliRunner().invoke(cli.main, argv)
     assert result.exit_code == 0, result.output
-    start, final = open_dataset(act, "hdf5"), ReplayBuffer.open(run_dir / "data" / "round_001.zarr")
+    start, final = open_dataset(act, "hdf5", registry=load_plugins().registry), ReplayBuffer.open(run_dir / "data" / "round_001.zarr")
     n0 = int(start.episode_ends[-1])
     assert final.n_episodes == len(start.episode_ends) + 1
     for key, value in load_arrays(start, ["state", "action"]).items():

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from polx.data.dataset import PolicyDataset, load_policy_arrays
 from polx.data.replay_buffer import ReplayBuffer
 from polx.errors import DatasetError
+from polx.plugins import load_plugins
+
+REGISTRY = load_plugins(entry_points=[]).registry  # core's own dataset formats
 
 H, W = 6, 5
 
@@ -189,7 +192,7 @@ def write_raw(path, lengths, seed=0):
 
 def test_load_policy_arrays_through_an_adapter(tmp_path):
     episodes = write_raw(tmp_path / "raw.zarr", [4, 6])
-    arrays, ends = load_policy_arrays(tmp_path / "raw.zarr", TinyAdapter())
+    arrays, ends = load_policy_arrays(tmp_path / "raw.zarr", TinyAdapter(), registry=REGISTRY)
     assert ends.tolist() == [4, 10]
     assert arrays["image"].dtype == np.uint8 and arrays["image"].shape == (10, H, W, 3)
     np.testing.assert_array_equal(arrays["agent_pos"], np.concatenate([e["state"][:, :2] for e in episodes]))
@@ -199,7 +202,7 @@ def test_load_policy_arrays_through_an_adapter(tmp_path):
 
 def test_load_policy_arrays_errors_name_the_path(tmp_path):
     with pytest.raises(DatasetError, match="does not exist"):
-        load_policy_arrays(tmp_path / "missing.zarr", TinyAdapter())
+        load_policy_arrays(tmp_path / "missing.zarr", TinyAdapter(), registry=REGISTRY)
     write_raw(tmp_path / "raw.zarr", [3])
 
     class Forgetful(TinyAdapter):
@@ -207,7 +210,7 @@ def test_load_policy_arrays_errors_name_the_path(tmp_path):
             return {"action": data["action"]}
 
     with pytest.raises(DatasetError, match="lacks agent_pos, image") as err:
-        load_policy_arrays(tmp_path / "raw.zarr", Forgetful())
+        load_policy_arrays(tmp_path / "raw.zarr", Forgetful(), registry=REGISTRY)
     assert str(tmp_path / "raw.zarr") in str(err.value)
 
     class WantsCamera(TinyAdapter):
@@ -216,7 +219,7 @@ def test_load_policy_arrays_errors_name_the_path(tmp_path):
             return {**super().dataset_obs(data), "top": data["top_cam"]}
 
     with pytest.raises(DatasetError, match="needs the array 'top_cam', which is missing; it has: action, img, state"):
-        load_policy_arrays(tmp_path / "raw.zarr", WantsCamera())
+        load_policy_arrays(tmp_path / "raw.zarr", WantsCamera(), registry=REGISTRY)
 
 
 def test_load_policy_arrays_reads_only_the_arrays_the_adapter_uses(tmp_path):
@@ -230,7 +233,7 @@ def test_load_policy_arrays_reads_only_the_arrays_the_adapter_uses(tmp_path):
         def dataset_obs(self, data):
             return {"image": data["img"].astype(np.uint8), "action": data["action"]}
 
-    arrays, ends = load_policy_arrays(tmp_path / "raw.zarr", ImageOnly())
+    arrays, ends = load_policy_arrays(tmp_path / "raw.zarr", ImageOnly(), registry=REGISTRY)
     assert sorted(arrays) == ["action", "image"] and ends.tolist() == [3, 5]
     with pytest.raises(DatasetError, match="data/state could not be read"):
-        load_policy_arrays(tmp_path / "raw.zarr", TinyAdapter())  # it does read data/state
+        load_policy_arrays(tmp_path / "raw.zarr", TinyAdapter(), registry=REGISTRY)  # it does read data/state

@@ -231,3 +231,25 @@ def test_polx_data_info_command(tmp_path):
     assert "episodes: 2" in ok.output and "steps: 7" in ok.output
     bad = CliRunner().invoke(main, ["data", "info", str(tmp_path / "missing.zarr")])
     assert bad.exit_code == 2 and "does not exist" in bad.output
+
+
+def test_a_chunk_zarr_skipped_as_all_zero_reads_as_zeros_with_a_warning_but_a_missing_polx_chunk_is_damage(tmp_path):
+    """zarr's default writer leaves out chunks that hold only the fill value: such a store (another
+    tool's) opens, warns and reads its zeros. In a store polx wrote every chunk is on disk, so one
+    that is gone means damage and is refused."""
+    root = zarr.open_group(str(tmp_path / "theirs.zarr"), mode="w", zarr_format=2)
+    extra = np.array([0, 0, 0, 0, 7], dtype=np.int64)  # the first chunk (4 steps) is all zeros
+    root.create_array("data/extra", data=extra, chunks=(4,))
+    root.create_array("data/action", data=np.ones((5, 2), np.float32), chunks=(4, 2))
+    root.create_array("meta/episode_ends", data=np.array([2, 5], np.int64))
+    assert root["data/extra"].nchunks_initialized == 1  # zarr really skipped it
+    with pytest.warns(UserWarning, match=r"data/extra is missing 1 of its 2 chunk files.*harmless"):
+        rb = ReplayBuffer.open(tmp_path / "theirs.zarr")
+    assert rb.load(["extra"])["extra"].tolist() == extra.tolist()
+
+    with ReplayBuffer.writer(tmp_path / "ours.zarr") as writer:
+        writer.add_episode({"extra": np.zeros(5, np.int64), "action": np.zeros((5, 2), np.float32)})
+    chunk = next(p for p in (tmp_path / "ours.zarr" / "data" / "extra").iterdir() if not p.name.startswith("."))
+    chunk.unlink()
+    with pytest.raises(DatasetError, match="data/extra is missing 1 of its 1 chunk files.*damaged"):
+        ReplayBuffer.open(tmp_path / "ours.zarr")

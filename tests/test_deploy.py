@@ -91,7 +91,7 @@ def test_export_writes_weights_config_and_card_and_no_pickle(exported: Path, run
     assert set(info["normalizer"]) == {"action", "keypoints"} and len(info["normalizer"]["keypoints"]["scale"]) == 20
     from safetensors.numpy import load_file
 
-    from polx.train.checkpoint import load_checkpoint
+    from polx.base.checkpoint import load_checkpoint
 
     ema = load_checkpoint(run_dir / "checkpoints" / "latest.ckpt")["ema"]["model"]
     weights = load_file(str(exported / "model.safetensors"))
@@ -157,7 +157,7 @@ def test_load_policy_acts_as_the_checkpoint_does(plugins, exported: Path, run_di
     from polx.eval.evaluate import policy_from_checkpoint
     from polx.policy.runtime import ChunkRuntime
     from polx.runs import config_from_saved
-    from polx.train.checkpoint import load_checkpoint
+    from polx.base.checkpoint import load_checkpoint
 
     state = load_checkpoint(run_dir / "checkpoints" / "latest.ckpt")
     config = config_from_saved(plugins, state["config"])

@@ -24,7 +24,7 @@ from PIL import Image
 
 from polx import cli, hookimpl
 from polx.plugins import load_plugins
-from polx.train.checkpoint import LATEST, load_checkpoint
+from polx.base.checkpoint import LATEST, load_checkpoint
 
 TINY_HEADS = {
     "imf_attnres": ["head.n_emb=32", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1"],

@@ -23,7 +23,7 @@ from polx.eval.evaluate import evaluate_checkpoint  # noqa: E402
 from polx.eval.metrics import summarize  # noqa: E402
 from polx.eval.rollout import load_recipe, plugin_recipe, run_rollouts  # noqa: E402
 from polx.policy.policy import build_policy  # noqa: E402
-from polx.train.checkpoint import LATEST  # noqa: E402
+from polx.base.checkpoint import LATEST  # noqa: E402
 
 
 def _episode(seed: int, rewards, success=None) -> Episode:

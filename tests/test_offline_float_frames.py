@@ -14,12 +14,14 @@ from polx.data.dataset import _LoadOnAccess
 from polx.data.formats import info_dict, open_dataset
 from polx.data.offline_env import LOW_DIM_KEY, OfflineAdapter, OfflineEnvConfig
 from polx.data.replay_buffer import ReplayBuffer
+from polx.plugins import load_plugins
 
+REGISTRY = load_plugins().registry
 PUSHT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
 
 
 def adapter_for(path: Path, image_size: int | None = None) -> OfflineAdapter:
-    return OfflineAdapter(OfflineEnvConfig(dataset=str(path), image_size=image_size, frame_cache_mb=1))
+    return OfflineAdapter(OfflineEnvConfig(dataset=str(path), image_size=image_size, frame_cache_mb=1), REGISTRY)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -45,12 +47,12 @@ def test_float_frames_become_a_uint8_camera_equal_to_the_rounded_values(tmp_path
             rb.add_episode(ep)
     adapter = adapter_for(path)
     assert adapter.shape_meta["obs"] == {"img": {"shape": [3, 10, 12], "type": "rgb"}, LOW_DIM_KEY: {"shape": [3], "type": "low_dim"}}
-    obs = adapter.dataset_obs(_LoadOnAccess(open_dataset(path)))
+    obs = adapter.dataset_obs(_LoadOnAccess(open_dataset(path, registry=REGISTRY)))
     frames = np.asarray(obs["img"][np.arange(sum(lengths))])
     stored = np.concatenate([ep["img"] for ep in episodes]).astype(np.float64)
     assert frames.dtype == np.uint8
     assert np.array_equal(frames, np.clip(np.rint(stored * (255.0 if unit else 1.0)), 0, 255).astype(np.uint8))
-    assert info_dict(open_dataset(path))["cameras"] == {"img": {"height": 10, "width": 12, "channels": 3}}
+    assert info_dict(open_dataset(path, registry=REGISTRY))["cameras"] == {"img": {"height": 10, "width": 12, "channels": 3}}
 
 
 def test_a_float_array_that_is_not_frames_stays_low_dim(tmp_path: Path):
@@ -66,6 +68,6 @@ def test_diffusion_policys_pusht_img_is_a_camera_resized_at_load():
     adapter = adapter_for(PUSHT, image_size=64)
     assert adapter.shape_meta["obs"] == {"img": {"shape": [3, 64, 64], "type": "rgb"}, LOW_DIM_KEY: {"shape": [18 + 1 + 5], "type": "low_dim"}}
     assert adapter.float_scale == {"img": 1.0}
-    obs = adapter.dataset_obs(_LoadOnAccess(open_dataset(PUSHT)))
+    obs = adapter.dataset_obs(_LoadOnAccess(open_dataset(PUSHT, registry=REGISTRY)))
     first = np.asarray(obs["img"][np.arange(4)])
     assert first.dtype == np.uint8 and first.shape == (4, 64, 64, 3) and first.max() > 200

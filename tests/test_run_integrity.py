@@ -31,7 +31,7 @@ from polx.errors import DatasetError, PolxError, UserInputError  # noqa: E402
 from polx.plugins import load_plugins  # noqa: E402
 from polx.runlock import RUN_LOCK, LockHeldError  # noqa: E402
 from polx.runs import prepare_training  # noqa: E402
-from polx.train.checkpoint import LATEST, load_checkpoint  # noqa: E402
+from polx.base.checkpoint import LATEST, load_checkpoint  # noqa: E402
 from polx.train.trainer import run_training  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

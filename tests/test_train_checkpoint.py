@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from polx.errors import PolxError, UserInputError
-from polx.train import checkpoint as ckpt
-from polx.train.checkpoint import TopK, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from polx.base import checkpoint as ckpt
+from polx.base.checkpoint import TopK, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
 def _state(value: float, size: int = 4) -> dict:
@@ -65,7 +65,7 @@ def test_crash_mid_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.
 
 _WRITER = """
 import sys, time, torch
-from polx.train import checkpoint
+from polx.base import checkpoint
 
 real_save = torch.save
 
@@ -105,7 +105,7 @@ def test_process_killed_while_saving_leaves_a_loadable_checkpoint(tmp_path: Path
 _FULL_DISK = """
 import resource, signal, sys, torch
 from polx.errors import PolxError
-from polx.train import checkpoint
+from polx.base import checkpoint
 
 path = sys.argv[1]
 checkpoint.save_checkpoint(path, {"global_step": 1, "model": {"w": torch.ones(10)}})

@@ -19,7 +19,7 @@ import toy_plugin  # noqa: E402
 from polx.plugins import load_plugins  # noqa: E402
 from polx.runs import prepare_training  # noqa: E402
 from polx.train import distributed  # noqa: E402
-from polx.train.checkpoint import LATEST, load_checkpoint  # noqa: E402
+from polx.base.checkpoint import LATEST, load_checkpoint  # noqa: E402
 from polx.train.trainer import Trainer  # noqa: E402
 
 WORLD = 2

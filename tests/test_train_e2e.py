@@ -16,7 +16,7 @@ import toy_plugin  # noqa: E402
 
 from polx import cli  # noqa: E402
 from polx.errors import DatasetError, PolxError, UserInputError  # noqa: E402
-from polx.train.checkpoint import LATEST, load_checkpoint  # noqa: E402
+from polx.base.checkpoint import LATEST, load_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")

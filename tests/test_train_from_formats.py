@@ -89,7 +89,7 @@ def test_training_without_an_env_takes_its_shapes_from_a_lerobot_dataset(tmp_pat
     import numpy as np
 
     from polx.data.lerobot_format import write_lerobot
-    from polx.train.checkpoint import LATEST, load_checkpoint
+    from polx.base.checkpoint import LATEST, load_checkpoint
 
     rng = np.random.default_rng(0)
     episodes = [
@@ -167,10 +167,10 @@ def test_env_action_groups_are_accepted_exactly_when_they_tile_the_action(five_d
     tiles = starts == [0, *stops[:-1]] and stops[-1] == 5 and all(b > a for a, b in spans)
     config = OfflineEnvConfig(dataset=str(five_dim_store), action_groups=groups)
     if tiles:
-        assert OfflineAdapter(config).shape_meta["action"] == {"shape": [5], "groups": {k: list(v) for k, v in groups.items()}}
+        assert OfflineAdapter(config, load_plugins().registry).shape_meta["action"] == {"shape": [5], "groups": {k: list(v) for k, v in groups.items()}}
     else:
         with pytest.raises(UserInputError, match=r"^env\.action_groups: "):
-            OfflineAdapter(config)
+            OfflineAdapter(config, load_plugins().registry)
 
 
 def test_bad_env_action_groups_exit_2_before_a_run_exists(five_dim_store: Path, tmp_path: Path):

@@ -15,7 +15,7 @@ import toy_plugin  # noqa: E402
 
 from polx.eval.evaluate import evaluate_checkpoint  # noqa: E402
 from polx.plugins import load_plugins  # noqa: E402
-from polx.train.checkpoint import LATEST, load_checkpoint  # noqa: E402
+from polx.base.checkpoint import LATEST, load_checkpoint  # noqa: E402
 
 TINY_HEADS = {
     "imf_attnres": ["head.n_emb=32", "head.n_layer=2", "head.n_head=2", "head.n_kv_head=1"],

@@ -28,7 +28,7 @@ from test_objective_contract import PLUGINS  # noqa: E402
 from polx import cli  # noqa: E402
 from polx.check import warmstart_report  # noqa: E402
 from polx.errors import UserInputError  # noqa: E402
-from polx.train.checkpoint import LATEST, load_checkpoint  # noqa: E402
+from polx.base.checkpoint import LATEST, load_checkpoint  # noqa: E402
 
 pytest.importorskip("polx_imf_attnres")
 TINY = ["head.n_emb=16", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1", "env.action_groups=true"]

@@ -5,12 +5,10 @@ training/evaluation machinery; heads, objectives, loggers and environments are p
 through the ``polx`` entry-point group. Importing this package never imports torch.
 """
 
-import pluggy
-
-__version__ = "0.1.0"
-
-#: Decorator for plugin hook implementations: ``@polx.hookimpl def register_components(register): ...``
-hookimpl = pluggy.HookimplMarker("polx")
+# defined in leaf modules, so that core's own modules import them from there and never import
+# this package's lazy exports (polx.deploy) back: tests/test_import_graph.py keeps core acyclic
+from polx.hookspecs import hookimpl  # decorator for plugin hook implementations: @polx.hookimpl
+from polx.version import __version__
 
 __all__ = ["__version__", "hookimpl", "load_policy", "PolicyClient"]
 

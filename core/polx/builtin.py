@@ -8,10 +8,12 @@ loggers get failure isolation from ``log_metrics`` below.
 
 from __future__ import annotations
 
+from functools import partial
+
 import warnings
 from typing import Any
 
-from polx import hookimpl
+from polx.hookspecs import hookimpl
 from polx.logdispatch import REQUIRED_LOGGERS, required_log_failed
 
 
@@ -34,7 +36,9 @@ class CorePlugin:
         register("dataset", "hdf5", hdf5_format.Hdf5FormatConfig, "polx.data.hdf5_format:Hdf5Format", help=hdf5_format.HELP)
         register("dataset", "lerobot", lerobot_format.LeRobotFormatConfig, "polx.data.lerobot_format:LeRobotFormat", help=lerobot_format.HELP)
         register(
-            "env", "offline", offline_env.OfflineEnvConfig, "polx.data.offline_env:OfflineAdapter", preset=offline_env.OFFLINE_PRESET,
+            # built with this registry, so its dataset may be in any installed format (plugins' too)
+            "env", "offline", offline_env.OfflineEnvConfig, partial(offline_env.OfflineAdapter, registry=self.registry),
+            preset=offline_env.OFFLINE_PRESET,
             help="no simulator: shapes from --dataset (chosen when polx train gets --dataset without --env); losses only, no rollouts",
         )
 

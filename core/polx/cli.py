@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from polx import __version__
+from polx.version import __version__
 from polx.errors import PolxError, UserInputError
 
 _DEBUG_ENV = "POLX_DEBUG"
@@ -489,7 +489,7 @@ def data_info(path: Path, fmt: str | None, as_json: bool) -> None:
     """
     from polx.data.formats import describe_reader, info_dict, open_dataset
 
-    reader = open_dataset(path, fmt, _plugins().registry)
+    reader = open_dataset(path, fmt, registry=_plugins().registry)
     click.echo(json.dumps(info_dict(reader)) if as_json else describe_reader(reader))
 
 

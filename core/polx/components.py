@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
 import attrs
 
+from polx.errors import UserInputError
+
 if TYPE_CHECKING:  # pragma: no cover
     import gymnasium
     import numpy as np
@@ -232,3 +234,26 @@ class Run:
     #: on resume, the checkpoint's step: records the interrupted process logged after it are
     #: superseded by the resumed run (loggers that can rewrite history drop them)
     resume_step: int | None = None
+
+
+#: the plugin name core registers its own hook implementations under (polx.builtin)
+CORE_PLUGIN_NAME = "polx.core"
+
+
+def check_pairing(head: Any, objective: Any) -> None:
+    """Refuse (exit 2) a head and objective that declare they do not go together.
+
+    The pair is accepted when the head lists the objective in ``objectives``, when the
+    objective lists the head in ``heads``, or when neither declares anything.
+    """
+    if head.objectives is None and objective.heads is None:
+        return
+    if objective.name in (head.objectives or ()) or head.name in (objective.heads or ()):
+        return
+    if head.objectives:
+        fix = f"pass --objective {' or '.join(head.objectives)}, or a head that supports {objective.name!r}"
+    else:
+        fix = f"objective {objective.name!r} supports the heads {', '.join(objective.heads or ())}"
+    raise UserInputError(
+        f"head {head.name!r} does not support objective {objective.name!r} (docs/plugin_hooks.md, head protocols); {fix}"
+    )

@@ -24,7 +24,7 @@ import yaml
 from attrs import define, field
 
 from polx.errors import ConfigError, UserInputError
-from polx.plugins import check_pairing
+from polx.components import check_pairing
 
 # ---------------------------------------------------------------------------------------------
 # validators that name the field, the rule and the value (usable by plugins' config classes)

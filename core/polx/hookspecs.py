@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # pragma: no cover - typing only, keeps torch out of import t
     from polx.components import Episode, ObsActionSpec, Run
 
 hookspec = pluggy.HookspecMarker("polx")
+#: what plugins mark their hook implementations with (``from polx import hookimpl`` re-exports it)
+hookimpl = pluggy.HookimplMarker("polx")
 
 
 @hookspec

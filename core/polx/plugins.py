@@ -27,11 +27,10 @@ import attrs
 import pluggy
 
 from polx import hookspecs
-from polx.components import KINDS
+from polx.components import CORE_PLUGIN_NAME, KINDS, check_pairing  # noqa: F401 (check_pairing: also polx.plugins API)
 from polx.errors import DuplicateComponentError, PluginLoadError, UnknownComponentError, UserInputError
 
 ENTRY_POINT_GROUP = "polx"
-CORE_PLUGIN_NAME = "polx.core"
 #: polx's own plugin distributions: they load before any other, so their component and
 #: entry-point names stay theirs whatever a third-party distribution registers
 SHIPPED_DISTRIBUTIONS = frozenset({"polx-plugin-imf-attnres", "polx-plugin-ddpm-transformer", "polx-plugin-envs", "polx-plugin-loggers"})
@@ -214,25 +213,6 @@ class Registry:
 
     def __iter__(self):
         return iter(self._components.values())
-
-
-def check_pairing(head: Component, objective: Component) -> None:
-    """Refuse (exit 2) a head and objective that declare they do not go together.
-
-    The pair is accepted when the head lists the objective in ``objectives``, when the
-    objective lists the head in ``heads``, or when neither declares anything.
-    """
-    if head.objectives is None and objective.heads is None:
-        return
-    if objective.name in (head.objectives or ()) or head.name in (objective.heads or ()):
-        return
-    if head.objectives:
-        fix = f"pass --objective {' or '.join(head.objectives)}, or a head that supports {objective.name!r}"
-    else:
-        fix = f"objective {objective.name!r} supports the heads {', '.join(objective.heads or ())}"
-    raise UserInputError(
-        f"head {head.name!r} does not support objective {objective.name!r} (docs/plugin_hooks.md, head protocols); {fix}"
-    )
 
 
 def _env_flag(name: str) -> bool:
@@ -455,7 +435,7 @@ def _taken_name(registry: Registry, comp: Component, owner: str, newcomer: Plugi
 
 
 def _polx_version() -> str:
-    from polx import __version__
+    from polx.version import __version__
 
     return __version__
 

@@ -20,6 +20,7 @@ from polx.config import ConfigError, RunConfig, resolve_config, show
 from polx.data.formats import missing_path_message
 from polx.errors import DatasetError, UserInputError
 from polx.plugins import PolxPlugins, require
+from polx.base.paths import check_writable_dir
 from polx.runlock import RUN_LOCK
 
 
@@ -133,19 +134,6 @@ def check_sample_steps(config: RunConfig) -> None:
     ]
     if problems:
         raise ConfigError(problems)
-
-
-def check_writable_dir(path: Path, option: str) -> None:
-    """``path`` is, or can be created as, a directory polx can write; else ``UserInputError`` (nothing is created)."""
-    path = Path(path)
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if existing.exists() and not existing.is_dir():
-        where = "is a file" if existing == path else f"is under {str(existing)!r}, which is a file"
-        raise UserInputError(f"{option} {str(path)!r} {where}, not a directory; choose a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserInputError(f"{option} {str(path)!r}: {str(existing)!r} is not writable; choose a directory you can write")
 
 
 def _absolute(path: str | None, base: Path) -> str | None:

@@ -134,7 +134,7 @@ def prepare_dagger(
             f"env {config.components.env!r} offers no expert (its adapter has no make_expert()); polx dagger needs one "
             "to label the policy's states (see 'Experts' in docs/plugin_hooks.md), or choose an env that has one (pusht, roboimi)"
         )
-    layout = _check_layout(adapter, config, _starting_data(adapter, config))
+    layout = _check_layout(adapter, config, _starting_data(adapter, config), plugins.registry)
     return DaggerPlan(plugins=plugins, run_dir=run_dir, resume=resume, request=request, train_config=config,
                       dagger=dagger, adapter=adapter, layout=layout, argv=list(argv or []))  # fmt: skip
 
@@ -152,7 +152,7 @@ def _starting_data(adapter: Any, config: RunConfig) -> Path:
     return Path(adapter.default_dataset(progress=config.train.progress))
 
 
-def _check_layout(adapter: Any, config: RunConfig, start: Path) -> dict:
+def _check_layout(adapter: Any, config: RunConfig, start: Path, registry: Any) -> dict:
     """The aggregated data's arrays: the starting data's that the expert also records, same shapes.
 
     Fails (exit 2) when the starting data does not fit the env, or when those arrays are not
@@ -161,7 +161,7 @@ def _check_layout(adapter: Any, config: RunConfig, start: Path) -> dict:
     from polx.data.dataset import load_policy_arrays
     from polx.data.formats import open_dataset
 
-    arrays, _ = load_policy_arrays(start, adapter, fmt=config.data.format)
+    arrays, _ = load_policy_arrays(start, adapter, fmt=config.data.format, registry=registry)
     for key, spec in {**adapter.shape_meta["obs"], "action": adapter.shape_meta["action"]}.items():
         expected = tuple(spec["shape"])
         if spec.get("type") == "rgb":
@@ -179,7 +179,7 @@ def _check_layout(adapter: Any, config: RunConfig, start: Path) -> dict:
         row["action"] = np.asarray(expert.act(env), dtype=np.float32)
     finally:
         env.close()
-    rb = open_dataset(start, config.data.format)  # any format; the rounds' stores are zarr
+    rb = open_dataset(start, config.data.format, registry=registry)  # any format; the rounds' stores are zarr
     layout = {}
     for key in rb.keys():
         if key in row:
@@ -244,7 +244,7 @@ def _run_round(plan: DaggerPlan, round_: int) -> tuple[dict, dict]:
     metrics = summary.get("metrics", {})
     from polx.data.formats import open_dataset
 
-    rb = open_dataset(data, plan.train_config.data.format if round_ == PHASE_ONE else "zarr")
+    rb = open_dataset(data, plan.train_config.data.format if round_ == PHASE_ONE else "zarr", registry=plan.plugins.registry)
     row.update(
         train_steps=int(summary["global_step"]),
         dataset_episodes=len(rb.episode_ends),
@@ -290,7 +290,7 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
         "rollout_success_rate": float(np.mean([e.success for e in episodes])),
     }
     _say(f"round {round_}/{plan.rounds}: writing {store} (+{len(episodes)} episodes, +{steps} steps)")
-    source = open_dataset(previous, plan.train_config.data.format if round_ == 1 else "zarr")  # the starting data: any format
+    source = open_dataset(previous, plan.train_config.data.format if round_ == 1 else "zarr", registry=plan.plugins.registry)  # the starting data: any format
     keys = list(plan.layout)
     with ReplayBuffer.writer(store) as rb:
         arrays = load_arrays(source, keys)
@@ -312,8 +312,8 @@ def _load_policy(plan: DaggerPlan, stage: Path):
     """The evaluation (EMA) weights of ``stage``'s latest checkpoint, on the training device."""
     from polx.data.normalizer import Normalizer
     from polx.policy.policy import build_policy
-    from polx.train.checkpoint import LATEST, load_checkpoint, model_state_from
-    from polx.train.distributed import resolve_device
+    from polx.base.checkpoint import LATEST, load_checkpoint, model_state_from
+    from polx.base.device import resolve_device
 
     weights = model_state_from(load_checkpoint(stage / "checkpoints" / LATEST))
     config = plan.train_config
@@ -335,7 +335,7 @@ def train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
     learning-rate schedule is the trainer's over the new ``max_steps``, so each round starts a
     little above where the last one ended and decays again (a warm restart). Public so that
     ``benchmarks/bench_dagger.py`` trains its behaviour-cloning arm exactly the same way."""
-    from polx.train.checkpoint import LATEST, atomic_write
+    from polx.base.checkpoint import LATEST, atomic_write
     from polx.train.trainer import run_training
 
     stage = stage_dir(plan, round_)
@@ -416,7 +416,7 @@ def _plot_scores(table: list[dict], out: Path) -> Path:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    from polx.train.checkpoint import atomic_write
+    from polx.base.checkpoint import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write(text.encode()))

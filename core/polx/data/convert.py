@@ -36,7 +36,7 @@ def convert_dataset(
     the hdf5 writer's file attributes, ``sim=True`` for generated data); none by default, since a
     converted dataset's origin is not known. ``video``: camera frames as video, for writers that
     take ``write(out, episodes, video=True)`` (lerobot); refused for the others."""
-    from polx.runs import check_writable_dir
+    from polx.base.paths import check_writable_dir
 
     formats = dataset_formats(registry)
     if to not in writable_formats(registry):
@@ -46,7 +46,7 @@ def convert_dataset(
     if out.exists():
         raise UserInputError(f"OUT {str(out)!r} already exists; choose a new path (nothing was written)")
     check_writable_dir(out.parent, "OUT's parent")
-    reader = open_dataset(src, src_format, registry)
+    reader = open_dataset(src, src_format, registry=registry)
     if video and not any(is_image(*reader.array_info(key)) for key in reader.keys()):
         kinds = ", ".join(f"{key} {reader.array_info(key)[1]} {tuple(reader.array_info(key)[0][1:])}" for key in reader.keys())
         raise UserInputError(f"--video: {str(src)!r} has no camera arrays (uint8, (H, W, C) per step) to store as video; it has {kinds} (nothing was written)")

@@ -58,15 +58,15 @@ class _LoadOnAccess(Mapping[str, np.ndarray]):
 
 
 def load_policy_arrays(
-    path: str | Path, adapter: Any, *, fmt: str | None = None, registry: Any = None
+    path: str | Path, adapter: Any, *, registry: Any, fmt: str | None = None
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Open the dataset at ``path`` (any format, see ``open_dataset``), load the arrays
+    """Open the dataset at ``path`` (any format of ``registry``, see ``open_dataset``), load the arrays
     ``adapter.dataset_obs`` reads, convert.
 
     Returns ``({obs_key: (N, ...), "action": (N, A)}, episode_ends)``; DatasetError names the path
     when the adapter's output misses a key of its ``shape_meta`` or has the wrong length.
     """
-    reader = open_dataset(path, fmt, registry)
+    reader = open_dataset(path, fmt, registry=registry)
     n_steps = int(reader.episode_ends[-1])
     where = f"dataset {str(path)!r} (converted by env {getattr(adapter, 'name', type(adapter).__name__)!r})"
     try:

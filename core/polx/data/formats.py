@@ -73,19 +73,15 @@ def _origin(registry: Any, name: str) -> str:
     return comp.describe() if hasattr(comp, "describe") else f"dataset format {name!r}"
 
 
-def open_dataset(path: str | Path, fmt: str | None = None, registry: Any = None) -> Any:
+def open_dataset(path: str | Path, fmt: str | None = None, *, registry: Any) -> Any:
     """Open ``path`` read-only with format ``fmt``, or the one format whose ``detect`` claims it.
 
     DatasetError (exit 2) when the path is missing, no format (or more than one) claims it, or
     the chosen format finds it unreadable; the message names the path and the formats tried.
     A format whose ``detect`` raises is skipped (and named), like a broken plugin. The reader is
-    checked (``check_reader``) before it is returned. ``registry`` defaults to the installed
-    plugins' registry.
+    checked (``check_reader``) before it is returned. ``registry`` is the loaded plugins'
+    (``polx.plugins.load_plugins().registry``): formats are components like any other.
     """
-    if registry is None:
-        from polx.plugins import load_plugins
-
-        registry = load_plugins().registry
     path = Path(path)
     if not path.exists():
         raise DatasetError(missing_path_message(path))
@@ -121,7 +117,7 @@ def _checked(registry: Any, name: str, reader: Any) -> Any:
     """``check_reader`` at open: a plugin's reader is also read (one step per key); core's own formats
     validate their files when they open and are held to the rest by their tests, so an array the
     run never uses is never read (a damaged one does not stop a run that does not need it)."""
-    from polx.plugins import CORE_PLUGIN_NAME
+    from polx.components import CORE_PLUGIN_NAME
 
     return check_reader(reader, _origin(registry, name), read=registry.get("dataset", name).plugin != CORE_PLUGIN_NAME)
 

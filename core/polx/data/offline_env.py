@@ -77,13 +77,14 @@ class OfflineAdapter:
 
     name = "offline"
 
-    def __init__(self, config: OfflineEnvConfig):
+    def __init__(self, config: OfflineEnvConfig, registry: Any):
+        """``registry``: the loaded plugins' (the dataset formats); core's plugin passes its own."""
         from polx.data.formats import is_float_frames, is_image, open_dataset
 
         if not config.dataset:
             raise UserInputError("training without an env needs --dataset PATH (env.dataset is empty)")
         self.config = config
-        reader = open_dataset(config.dataset, config.format)
+        reader = open_dataset(config.dataset, config.format, registry=registry)
         if "action" not in reader.keys():
             raise UserInputError(f"dataset {config.dataset!r} has no 'action' array (it has {', '.join(reader.keys())}); training needs one")
         infos = {key: reader.array_info(key) for key in reader.keys()}

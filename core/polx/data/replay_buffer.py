@@ -16,6 +16,7 @@ indexing, so training code calls ``load()`` once and samples from memory.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -34,17 +35,28 @@ _CHUNK_BYTES = 4 << 20  # ~4 MiB of raw data per chunk: big enough to compress w
 _MAX_CHUNK_STEPS = 4096
 #: zarr 3 skips chunks that hold only fill values; written here, so a missing chunk always means damage
 _WRITE_EVERY_CHUNK = {"write_empty_chunks": True}
+#: group attribute of the stores this writer makes: every chunk is on disk, so one missing is damage
+EVERY_CHUNK_ATTR = "polx_every_chunk_written"
 
 
-def _check_chunks(where: str, name: str, arr: zarr.Array) -> None:
-    """DatasetError when chunk files of ``arr`` are missing (zarr would read them as zeros)."""
+def _check_chunks(where: str, name: str, arr: zarr.Array, every_chunk_written: bool) -> None:
+    """Chunk files of ``arr`` that are missing (zarr reads them as the fill value): DatasetError in
+    a store polx wrote (all its chunks were written, so this is damage); in another store a
+    warning, because zarr's own default skips writing chunks that hold only the fill value."""
     missing = arr.nchunks - arr.nchunks_initialized
-    if missing:
-        raise DatasetError(
-            f"{where}: {name} is missing {missing} of its {arr.nchunks} chunk files (shape {tuple(arr.shape)}, chunks "
-            f"{tuple(arr.chunks)}); zarr would read them as zeros. The store is damaged (or was written skipping "
-            "empty chunks): copy or generate it again"
-        )
+    if not missing:
+        return
+    what = (
+        f"{where}: {name} is missing {missing} of its {arr.nchunks} chunk files (shape {tuple(arr.shape)}, chunks "
+        f"{tuple(arr.chunks)}); zarr would read them as zeros"
+    )
+    if every_chunk_written:
+        raise DatasetError(f"{what}. The store is damaged: copy or generate it again")
+    warnings.warn(
+        f"{what} (fill value {arr.fill_value!r}). A store written with zarr's defaults skips chunks holding only that "
+        "value, which is harmless; a copy that stopped part way is not: copy the store again if in doubt",
+        stacklevel=3,
+    )
 
 
 def _chunk_steps(step_shape: tuple[int, ...], dtype: np.dtype) -> int:
@@ -95,7 +107,8 @@ class ReplayBuffer:
         where = f"dataset {str(path)!r}"
         if not isinstance(root.get("meta/episode_ends"), zarr.Array):
             raise DatasetError(f"{where} has no meta/episode_ends array; expected {_LAYOUT}")
-        _check_chunks(where, "meta/episode_ends", root["meta/episode_ends"])
+        every_chunk = bool(root.attrs.get(EVERY_CHUNK_ATTR, False))
+        _check_chunks(where, "meta/episode_ends", root["meta/episode_ends"], every_chunk)
         ends = root["meta/episode_ends"][:]
         if ends.ndim != 1 or ends.dtype.kind not in "iu":
             raise DatasetError(
@@ -126,7 +139,7 @@ class ReplayBuffer:
                     "expected every data array to have exactly episode_ends[-1] steps"
                 )
         for key in keys:  # after the layout checks: a wrong length is the clearer message
-            _check_chunks(where, f"data/{key}", data[key])
+            _check_chunks(where, f"data/{key}", data[key], every_chunk)
         return cls(path, root, ends, writable=False)
 
     @classmethod
@@ -139,6 +152,7 @@ class ReplayBuffer:
         """
         with staged_dir(path) as tmp:
             root = zarr.open_group(store=LocalStore(tmp), mode="w-", zarr_format=2)
+            root.attrs[EVERY_CHUNK_ATTR] = True
             root.require_group("data")
             root.create_array(
                 "meta/episode_ends", shape=(0,), chunks=(_MAX_CHUNK_STEPS,), dtype="int64", compressors=_COMPRESSOR,

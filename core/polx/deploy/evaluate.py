@@ -71,7 +71,7 @@ def _settings(plugins: Any, info: dict, overrides: list[str], episodes: int | No
 
 
 def default_out(source: str | Path) -> Path:
-    from polx.train.run_dir import unique_dir
+    from polx.base.run_dir import unique_dir
 
     base = Path("eval") if is_server(source) else Path(source) / "eval"
     return unique_dir(base / _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S"))
@@ -90,7 +90,7 @@ def evaluate_policy(
     """Roll out the policy at ``source`` (a directory from ``polx export`` or a ``ws://`` server); returns ``metrics.json``'s dict."""
     from polx.eval.metrics import summarize
     from polx.eval.rollout import _render, run_episode
-    from polx.runs import check_writable_dir
+    from polx.base.paths import check_writable_dir
 
     server = is_server(source)
     if server and runtime is not None:

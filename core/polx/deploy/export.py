@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from polx import __version__
+from polx.version import __version__
 from polx.deploy import artifact
 from polx.errors import UserInputError
 from polx.policy.layout import ActionLayout
 from polx.policy.policy import Policy
-from polx.train.checkpoint import LATEST, _TOPK_NAME, check_complete, load_checkpoint
+from polx.base.checkpoint import LATEST, _TOPK_NAME, check_complete, load_checkpoint
 
 
 def resolve_source(source: Path) -> tuple[Path, Path | None]:
@@ -47,7 +47,7 @@ def resolve_source(source: Path) -> tuple[Path, Path | None]:
 
 def check_out(out: Path) -> None:
     """``--out`` must be a new path in a writable directory (nothing is written otherwise)."""
-    from polx.runs import check_writable_dir
+    from polx.base.paths import check_writable_dir
 
     out = Path(out)
     if out.exists():

@@ -20,11 +20,12 @@ from polx.data.normalizer import Normalizer
 from polx.errors import UserInputError
 from polx.eval.rollout import run_rollouts
 from polx.policy.policy import Policy, build_policy, spec_summary
-from polx.runs import check_sample_steps, check_seeds, check_writable_dir, config_from_saved
-from polx.train.checkpoint import atomic_write, check_compatible, check_complete, load_checkpoint, load_weights, model_state_from
+from polx.base.paths import check_writable_dir
+from polx.runs import check_sample_steps, check_seeds, config_from_saved
+from polx.base.checkpoint import atomic_write, check_compatible, check_complete, load_checkpoint, load_weights, model_state_from
 from polx.strictjson import dumps_flagged
-from polx.train.distributed import resolve_device
-from polx.train.run_dir import unique_dir
+from polx.base.device import resolve_device
+from polx.base.run_dir import unique_dir
 
 
 def policy_from_checkpoint(plugins: Any, config: Any, shape_meta: dict, state: dict, path: Path) -> Policy:

@@ -1,1 +1,1 @@
-"""Training: the loop, optimizer and LR schedule, EMA, atomic checkpoints, multi-process sync."""
+"""Training: the loop, optimizer and LR schedule, EMA, multi-process sync (checkpoints and run directories: polx.base)."""

@@ -35,7 +35,7 @@ class TrainingData:
     n_val_episodes: int
 
 
-def load_training_data(path: Path, adapter: Any, config: Any, registry: Any = None) -> TrainingData:
+def load_training_data(path: Path, adapter: Any, config: Any, registry: Any) -> TrainingData:
     """Open (in format ``data.format``, or detected) and split the dataset at ``path`` for ``config``
     (a ``RunConfig``); DatasetError names the path. ``registry`` holds the dataset formats."""
     arrays, episode_ends = load_policy_arrays(path, adapter, fmt=config.data.format, registry=registry)

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from polx.errors import UserInputError
+from polx.base.device import resolve_device  # noqa: F401 (also polx.train.distributed API)
 
 # rank 0 evaluates by rollouts while the others wait in the next collective; allow for long ones
 _TIMEOUT = _dt.timedelta(hours=4)
@@ -38,17 +38,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(setting: str, local_rank: int = 0) -> torch.device:
-    """``train.device`` -> a device; ``auto`` picks CUDA when available; several processes get one GPU each."""
-    if setting == "auto":
-        setting = "cuda" if torch.cuda.is_available() else "cpu"
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise UserInputError(f"train.device={setting} but CUDA is not available here; use train.device=auto or cpu")
-    if setting == "cuda":
-        setting = f"cuda:{local_rank}"
-    return torch.device(setting)
 
 
 def init_from_env(device_setting: str) -> tuple[DistInfo, torch.device]:

@@ -17,8 +17,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-import polx
-from polx.train.checkpoint import atomic_write
+from polx.base.checkpoint import atomic_write
 
 ENV_KEYS = ("PYTHONPATH",)  # besides every POLX_* variable
 
@@ -56,7 +55,7 @@ def write_reproduction(run_dir: Path, argv: list[str]) -> None:
     atomic_write(run_dir / "requirements.txt", lambda f: f.write(installed_distributions().encode()))
     atomic_write(run_dir / "command.sh", lambda f: f.write(command_script(list(argv), Path.cwd()).encode()))
     (run_dir / "command.sh").chmod(0o755)
-    diff = git_diff(Path(polx.__file__).resolve().parent)
+    diff = git_diff(Path(__file__).resolve().parents[1])
     if diff is not None:
         atomic_write(run_dir / "git.diff", lambda f: f.write(diff.encode()))
 

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-import polx
 from polx import logdispatch
+from polx.version import __version__
 from polx.components import Run
 from polx.errors import DatasetError, PolxError, UserInputError
 from polx.eval.metrics import is_rollout_metric, stage_line
@@ -39,7 +39,7 @@ from polx.runlock import RUN_LOCK, RunDirLock
 from polx.runs import TrainingPlan
 from polx.strictjson import dumps_flagged
 from polx.train import distributed
-from polx.train.checkpoint import (
+from polx.base.checkpoint import (
     LATEST,
     atomic_write,
     TopK,
@@ -57,7 +57,7 @@ from polx.train.checkpoint import (
 from polx.train.data import EpochBatches, fixed_batches, load_training_data, make_loader
 from polx.train.ema import EMA
 from polx.train.reproduce import peak_memory_mb, write_reproduction
-from polx.train.run_dir import create_run_dir, manifest, record_resume, unique_dir
+from polx.base.run_dir import create_run_dir, manifest, record_resume, unique_dir
 from polx.train.schedule import lr_at, set_lr
 from polx.train.val_metrics import cross_group_attention, group_loss_metrics, sample_mae
 from polx.train.warmstart import warm_start
@@ -598,7 +598,7 @@ class Trainer:
     def _checkpoint_state(self) -> dict:
         t = self.cfg.train
         return {
-            "polx_version": polx.__version__,
+            "polx_version": __version__,
             "spec": self.spec,
             "config": self.cfg.to_dict(),
             "model": self.model.state_dict(),

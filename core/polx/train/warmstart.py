@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from polx.errors import UserInputError
-from polx.train.checkpoint import check_complete, load_checkpoint, model_state_from
+from polx.base.checkpoint import check_complete, load_checkpoint, model_state_from
 
 HEAD = "head."
 #: losses closer than this (relative) count as equivalent: float32 sums in another order

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from polx.data.replay_buffer import ReplayBuffer, describe
 from polx.errors import PolxError
+from polx.plugins import load_plugins
 from polx_envs.pusht.adapter import PushTAdapter
 from polx_envs.pusht.config import PushTConfig
 from polx_envs.pusht.env import PushTEnv
@@ -163,7 +164,7 @@ def test_training_reads_image_frames_lazily_through_a_bounded_cache(demos):
     from polx.data.formats import CachedFrames
 
     adapter = PushTAdapter(PushTConfig(obs_type="image", frame_cache_mb=1))
-    arrays, ends = load_policy_arrays(demos[0], adapter)
+    arrays, ends = load_policy_arrays(demos[0], adapter, registry=load_plugins().registry)
     eager = adapter.dataset_obs(ReplayBuffer.open(demos[0]).load())
     frames = arrays["image"]
     assert isinstance(frames, CachedFrames) and frames.dtype == np.uint8 and frames.shape == eager["image"].shape

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-import polx
-from polx.train.checkpoint import atomic_write
+from polx.version import __version__
+from polx.base.checkpoint import atomic_write
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -43,7 +43,7 @@ def _now() -> str:
 
 def _versions(plugins: Any) -> dict:
     return {
-        "polx": polx.__version__,
+        "polx": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "plugins": plugins.loaded_versions(),
@@ -57,7 +57,7 @@ def manifest(plugins: Any, argv: list[str], extra: dict) -> dict:
         "start_time": _now(),
         "host": socket.gethostname(),
         "versions": _versions(plugins),
-        "git": git_revision(Path(polx.__file__).resolve().parent),
+        "git": git_revision(Path(__file__).resolve().parents[1]),
         "broken_plugins": plugins.broken() if hasattr(plugins, "broken") else {},  # installed but not loaded
         **extra,
         "resumes": [],
