@@ -23,7 +23,6 @@ from polx.errors import PolxError, UserInputError
 from polx.policy.layout import ActionLayout, declared_groups
 from polx.policy.valid import valid_mask
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 from test_objective_contract import PLUGINS, SMALL, head_for, OBJECTIVES  # noqa: E402
 

@@ -20,7 +20,6 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 from test_objective_contract import PLUGINS  # noqa: E402
 

@@ -16,7 +16,6 @@ import pytest
 from polx.plugins import load_plugins
 from polx.testing import check_component, components
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 
 PLUGINS = load_plugins(extra=[("toy", toy_plugin)])

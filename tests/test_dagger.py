@@ -191,7 +191,6 @@ def test_a_dataset_that_does_not_fit_the_env_is_refused(tmp_path, demos):
 
 
 def test_an_env_without_an_expert_is_refused(tmp_path, monkeypatch):
-    sys.path.insert(0, str(Path(__file__).parent))
     import toy_plugin
 
     plugins = load_plugins(entry_points=[], extra=[("toy", toy_plugin)])

@@ -273,7 +273,6 @@ def test_sigterm_during_generation_with_workers_leaves_no_process_and_no_partial
 
 
 def test_staging_of_a_killed_generation_is_removed_by_the_next_and_a_live_ones_kept(tmp_path):
-    sys.path.insert(0, str(Path(__file__).parent))
     import toy_plugin
 
     from polx.data.convert import generate_in_format

@@ -95,7 +95,6 @@ def test_the_example_plugin_loads_without_torch_and_registers(polx_foo):
 
 def test_the_readme_tiny_mlp_trains_with_ddpm_and_logs_to_csv(polx_foo, tmp_path):
     """The README's example, completed: a real training run of a few steps, then rollouts."""
-    sys.path.insert(0, str(ROOT / "tests"))
     import toy_plugin
     from polx.plugins import load_plugins
     from polx.runs import prepare_training
@@ -122,7 +121,6 @@ def test_the_pairing_in_the_example_is_checked(polx_foo):
     from polx.errors import UserInputError
     from polx.plugins import load_plugins
 
-    sys.path.insert(0, str(ROOT / "tests"))
     import toy_plugin
 
     plugins = load_plugins(entry_points=[], extra=[("foo", polx_foo), ("toy", toy_plugin)])

@@ -20,7 +20,6 @@ from polx.components import ObsActionSpec
 from polx.plugins import load_plugins
 from polx.policy.valid import valid_mask
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 
 PLUGINS = load_plugins(extra=[("toy", toy_plugin)])

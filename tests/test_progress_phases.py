@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 
 from polx.plugins import load_plugins  # noqa: E402

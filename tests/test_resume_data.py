@@ -9,7 +9,6 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 
 from polx.plugins import load_plugins  # noqa: E402

@@ -22,7 +22,6 @@ import pytest
 import yaml
 import zarr
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 
 from polx import hookimpl  # noqa: E402

@@ -16,7 +16,6 @@ from polx.sweep import Cell, cells, parse_grid, parse_shard, train_command
 from polx.errors import UserInputError
 
 TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))
 import toy_plugin  # noqa: E402
 
 

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 from polx.errors import UserInputError
 from polx.sweep import cells, parse_grid, summarize, sweep_name
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_sweep import toy_env  # noqa: E402,F401  (the fixture)
 
 

@@ -13,7 +13,6 @@ import torch
 import torch.multiprocessing as mp
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 
 from polx.plugins import load_plugins  # noqa: E402

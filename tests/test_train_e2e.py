@@ -11,7 +11,6 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 
 from polx import cli  # noqa: E402

@@ -21,7 +21,6 @@ from polx.data.normalizer import Normalizer
 from polx.policy.policy import build_policy
 from polx.train.val_metrics import group_loss_metrics, imbalance, sample_mae
 
-sys.path.insert(0, str(Path(__file__).parent))
 from test_objective_contract import PLUGINS  # noqa: E402
 
 pytest.importorskip("polx_imf_attnres")

@@ -21,7 +21,6 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).parent))
 import toy_plugin  # noqa: E402
 from test_objective_contract import PLUGINS  # noqa: E402
 
