@@ -44,7 +44,7 @@ def warmstart_report(plugins: Any, checkpoint: Path, head: str | None, objective
     base = saved if head == comps["head"] else {k: v for k, v in saved.items() if k != "head"}
     objective = objective or (comps["objective"] if head == comps["head"] else None)
     target_cfg = resolve_config(plugins, head=head, env=comps["env"], objective=objective, overrides=overrides, base=base)
-    adapter = plugins.registry.get("env", comps["env"]).build(target_cfg.env)
+    adapter = plugins.build_env(target_cfg)
     data = load_training_data(Path(source_cfg.data.path or adapter.default_dataset(progress=True)), adapter, source_cfg, plugins.registry)
     windows = data.val or data.train
     batch = windows.get_batch(fixed_batches(windows, min(source_cfg.train.batch_size, 32), 1, source_cfg.data.split_seed)[0])

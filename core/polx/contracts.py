@@ -273,7 +273,7 @@ def run_spec(config: Any, shape_meta: dict) -> tuple[ObsActionSpec, Any]:
 def check_run(plugins: Any, config: Any, shape_meta: dict | None = None) -> dict:
     """The dry call for a resolved run config: the run's head, objective, shapes and action layout."""
     if shape_meta is None:
-        shape_meta = plugins.registry.get("env", config.components.env).build(config.env).shape_meta
+        shape_meta = plugins.build_env(config).shape_meta
     spec, layout = run_spec(config, shape_meta)
     mask = layout.pack_mask(None, _zeros(spec.horizon, layout.env_dim)) if layout.packed else None
     return check_pair(

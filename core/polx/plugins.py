@@ -258,6 +258,11 @@ class PolxPlugins:
     def component(self, kind: str, name: str) -> Component:
         return self.registry.get(kind, name)
 
+    def build_env(self, config: Any) -> Any:
+        """The env adapter of a resolved ``RunConfig`` (``components.env`` built with ``config.env``):
+        the one place training, evaluation, DAgger, export and the checks build it."""
+        return self.registry.get("env", config.components.env).build(config.env)
+
 
 class _Guarded:
     """Runs plugin code so that it can neither end the command nor write to its stdout."""

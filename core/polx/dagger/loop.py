@@ -128,7 +128,7 @@ def prepare_dagger(
             raise UserInputError(f"--run-dir {str(run_dir)!r} exists and is not empty; use --resume to continue it")
     elif request["rounds"] < len(_read_table(run_dir)) - 1:
         raise UserInputError(f"--rounds {request['rounds']}: the run has already finished {len(_read_table(run_dir)) - 1} rounds")
-    adapter = plugins.registry.get("env", config.components.env).build(config.env)
+    adapter = plugins.build_env(config)
     if not callable(getattr(adapter, "make_expert", None)):
         raise UserInputError(
             f"env {config.components.env!r} offers no expert (its adapter has no make_expert()); polx dagger needs one "

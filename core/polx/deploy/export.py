@@ -223,7 +223,7 @@ def export_policy(plugins: Any, source: Path, out: Path, *, onnx: bool = False, 
     saved["components"] = {**saved["components"], "loggers": []}  # a policy logs nothing
     saved["loggers"] = {}
     config = config_from_saved(plugins, saved)
-    adapter = plugins.registry.get("env", config.components.env).build(config.env)
+    adapter = plugins.build_env(config)
     policy = policy_from_checkpoint(plugins, config, adapter.shape_meta, state, checkpoint)
     if onnx:
         from polx.deploy.onnx_export import check_exportable

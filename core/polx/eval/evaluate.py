@@ -14,8 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-import attrs
-
 from polx.data.normalizer import Normalizer
 from polx.errors import UserInputError
 from polx.eval.rollout import run_rollouts
@@ -60,10 +58,9 @@ def evaluate_checkpoint(
     # evaluation logs nothing: the run's loggers need not be installed here
     saved["components"] = {**saved["components"], "loggers": []}
     saved["loggers"] = {}
-    config = config_from_saved(plugins, saved, overrides)
-    ev = config.eval
-    ev = attrs.evolve(ev, n_test=ev.n_test if episodes is None else episodes, test_start_seed=ev.test_start_seed if seed is None else seed)
-    config = attrs.evolve(config, eval=ev)
+    # --episodes and --seed are overrides like any KEY=VALUE (checked by the same converter), given last
+    flags = [*([f"eval.n_test={episodes}"] if episodes is not None else []), *([f"eval.test_start_seed={seed}"] if seed is not None else [])]
+    config = config_from_saved(plugins, saved, [*overrides, *flags])
     check_seeds(config)
     check_sample_steps(config)
 
@@ -71,7 +68,7 @@ def evaluate_checkpoint(
     check_writable_dir(out, "--out")
     if (out / "metrics.json").exists():
         raise UserInputError(f"--out {str(out)!r} already holds a metrics.json; choose another directory")
-    adapter = plugins.registry.get("env", config.components.env).build(config.env)
+    adapter = plugins.build_env(config)
     policy = policy_from_checkpoint(plugins, config, adapter.shape_meta, state, checkpoint)
     policy.to(resolve_device(config.train.device))
 

@@ -156,7 +156,7 @@ class Trainer:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed + info.rank)
 
-        self.adapter = self.plugins.registry.get("env", cfg.components.env).build(cfg.env)
+        self.adapter = self.plugins.build_env(cfg)
         self.shape_meta = self.adapter.shape_meta
         self.data = load_training_data(self._dataset_path(), self.adapter, cfg, self.plugins.registry)
         if len(self.data.train) < info.world_size:
