@@ -1,4 +1,5 @@
-"""Core config fields are documented where they are defined, and ``--print-config`` shows it.
+"""Config fields (core's, every registered component's, DAgger's) are documented where they are
+defined, and ``--print-config`` shows it.
 
 Also: cross-field rules live in the config classes, so ``--print-config`` refuses what the
 trainer would refuse (exit 2, one line naming the key) instead of printing it.
@@ -16,19 +17,46 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from polx.config import CORE_SECTIONS, ComponentsConfig, TrainConfig, _Loader, resolve_config
+from polx.dagger.config import DaggerConfig
 from polx.errors import ConfigError
 from polx.plugins import load_plugins
 
 PLUGINS = load_plugins()
 PAIRS = [(h, c.default_objective) for c in PLUGINS.registry for h in [c.name] if c.kind == "head" and c.default_objective]
 ENVS = PLUGINS.registry.names("env")
+#: every component config class with options (plugins' and core's built-in ones), and DAgger's section
+COMPONENT_CONFIGS = {c.config_cls for c in PLUGINS.registry if c.config_cls is not None and attrs.has(c.config_cls) and attrs.fields(c.config_cls)}
+DOCUMENTED = sorted(COMPONENT_CONFIGS, key=lambda c: (c.__module__, c.__qualname__)) + [DaggerConfig]
+
+
+def assert_documented(cls: type) -> None:
+    assert cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(")  # a written docstring, not attrs' signature
+    undocumented = [a.name for a in attrs.fields(cls) if not a.metadata.get("doc")]
+    assert not undocumented, f"{cls.__name__}: fields without doc=...: {undocumented}"
 
 
 @pytest.mark.parametrize("cls", [ComponentsConfig, *CORE_SECTIONS.values()], ids=lambda c: c.__name__)
 def test_every_core_field_has_a_doc_and_its_class_a_docstring(cls):
-    assert cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(")  # a written docstring, not attrs' signature
-    undocumented = [a.name for a in attrs.fields(cls) if not a.metadata.get("doc")]
-    assert not undocumented, f"{cls.__name__}: fields without doc=...: {undocumented}"
+    assert_documented(cls)
+
+
+@pytest.mark.parametrize("cls", DOCUMENTED, ids=lambda c: f"{c.__module__}.{c.__qualname__}")
+def test_every_component_and_dagger_field_has_a_doc_and_its_class_a_docstring(cls):
+    assert_documented(cls)
+
+
+@pytest.mark.skipif(
+    "imf_attnres" not in PLUGINS.registry.names("head") or "pusht" not in ENVS, reason="needs the imf_attnres head and the pusht env"
+)
+def test_print_config_comments_a_plugin_field_with_its_doc(tmp_path):
+    cmd = [sys.executable, "-m", "polx", "train", "--head", "imf_attnres", "--env", "pusht", "--print-config"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    start = lines.index("head:") + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith(" ")), len(lines))  # the next section
+    text = attrs.fields(PLUGINS.registry.get("head", "imf_attnres").config_cls).n_emb.metadata["doc"]
+    assert any(line.startswith("  n_emb:") and line.endswith(f"# {text}") for line in lines[start:end]), lines[start:end]
 
 
 @pytest.mark.skipif(not PAIRS or not ENVS, reason="needs an installed head and env")

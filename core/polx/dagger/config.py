@@ -4,28 +4,29 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from attrs import define, field
+from attrs import define
 
-from polx.config import ConfigError, defaults_of, in_range, non_negative, parse_override, positive, set_dotted, structure_section, unknown_keys
+from polx.config import ConfigError, defaults_of, doc, in_range, non_negative, parse_override, positive, set_dotted, structure_section, unknown_keys
 
 
 @define(frozen=True, kw_only=True)
 class DaggerConfig:
     """What a DAgger run does besides training; every round uses the same settings."""
 
-    #: expert control probability in round 1; round r uses beta * beta_decay ** (r - 1)
-    beta: float = field(default=0.5, validator=in_range(0.0, 1.0))
-    beta_decay: float = field(default=0.5, validator=in_range(0.0, 1.0))
-    #: training steps added by each round, continuing from the previous round's checkpoint
-    steps_per_round: int = field(default=2000, validator=positive)
-    #: seed of round 1's first rollout; round r, episode i uses start_seed + (r - 1) * episodes + i.
-    #: Away from the test seeds (eval.test_start_seed, 100000) and the demos' seeds (0, 1, ...)
-    start_seed: int = field(default=200_000, validator=non_negative)
-    #: a step counts as a disagreement when the policy's and the expert's actions differ by more
-    #: than this in normalized action units ([-1, 1] per dimension), the largest dimension
-    disagreement: float = field(default=0.1, validator=positive)
-    #: steps per collected episode; None: eval.max_steps
-    max_steps: int | None = field(default=None, validator=positive)
+    beta: float = doc("expert control probability in round 1; round r uses beta * beta_decay ** (r - 1)", default=0.5, validator=in_range(0.0, 1.0))
+    beta_decay: float = doc("per-round decay of beta: round r uses beta * beta_decay ** (r - 1)", default=0.5, validator=in_range(0.0, 1.0))
+    steps_per_round: int = doc("training steps added by each round, continuing from the previous round's checkpoint", default=2000, validator=positive)
+    # away from the test seeds (eval.test_start_seed, 100000) and the demos' seeds (0, 1, ...)
+    start_seed: int = doc(
+        "seed of round 1's first rollout; round r, episode i uses start_seed + (r - 1) * episodes + i",
+        default=200_000, validator=non_negative,
+    )  # fmt: skip
+    disagreement: float = doc(
+        "a step counts as a disagreement when the policy's and the expert's actions differ by more than this "
+        "in normalized action units ([-1, 1] per dimension), in the largest dimension",
+        default=0.1, validator=positive,
+    )  # fmt: skip
+    max_steps: int | None = doc("env steps per collected episode; null: eval.max_steps", default=None, validator=positive)
 
     def beta_at(self, round_: int) -> float:
         return self.beta * self.beta_decay ** (round_ - 1)

@@ -40,6 +40,7 @@ from typing import Iterable
 import attrs
 import numpy as np
 
+from polx.config import doc
 from polx.data.formats import episode_spans, is_image
 from polx.data.staging import staged_dir
 from polx.errors import DatasetError
@@ -53,7 +54,9 @@ _VERSIONS = ("v2.0", "v2.1", "v3.0")
 class LeRobotFormatConfig:
     """Options of the LeRobot reader."""
 
-    frame_cache_mb: int = attrs.field(default=2048)  # decoded camera frames kept in memory, per reader
+    frame_cache_mb: int = doc(
+        "MiB of decoded camera frames kept in memory, per reader (whole episodes, least recently used dropped first)", default=2048
+    )  # fmt: skip
 
 
 def polx_key(feature: str) -> str:

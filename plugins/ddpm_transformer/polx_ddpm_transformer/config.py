@@ -7,26 +7,31 @@ the head gets it from the run's ``ObsActionSpec`` (``policy.horizon`` etc.).
 
 from __future__ import annotations
 
-from attrs import define, field
+from attrs import define
 
-from polx.config import at_most, in_range, non_negative, one_of, positive
+from polx.config import at_most, doc, in_range, non_negative, one_of, positive
 
 
 @define(frozen=True, kw_only=True)
 class DDPMTransformerConfig:
     """The Diffusion Policy transformer (DP-T): obs/time memory, causal action-token decoder."""
 
-    n_layer: int = field(default=8, validator=[positive, at_most(512)])  # decoder layers
-    n_head: int = field(default=4, validator=[positive, at_most(1024)])
-    n_emb: int = field(default=256, validator=[positive, at_most(16384)])  # token width; the MLPs are 4 * n_emb wide
-    p_drop_emb: float = field(default=0.0, validator=in_range(0.0, 1.0))  # dropout on token embeddings
-    p_drop_attn: float = field(default=0.3, validator=in_range(0.0, 1.0))  # dropout inside every layer
-    causal_attn: bool = True  # action i attends to actions <= i and to obs tokens up to its step
-    time_as_cond: bool = True  # time token in the memory; false: prepended to the action tokens
-    n_cond_layers: int = field(default=0, validator=[non_negative, at_most(512)])  # 0: per-token MLP memory encoder
-    #: shared | head_only_parallel (own final LayerNorm + output map per action group); the split
-    #: modes are imf_attnres's (this head's decoder is torch's fused nn.TransformerDecoder)
-    action_expert_mode: str = field(default="shared", validator=one_of("shared", "head_only_parallel"))
+    n_layer: int = doc("transformer decoder layers", default=8, validator=[positive, at_most(512)])
+    n_head: int = doc("attention heads per layer (decoder and memory encoder); must divide n_emb", default=4, validator=[positive, at_most(1024)])
+    n_emb: int = doc("token width, even and >= 4; the MLPs are 4 * n_emb wide", default=256, validator=[positive, at_most(16384)])
+    p_drop_emb: float = doc("dropout on token embeddings", default=0.0, validator=in_range(0.0, 1.0))
+    p_drop_attn: float = doc("dropout inside every transformer layer (attention weights, feed-forward, residual branches)", default=0.3, validator=in_range(0.0, 1.0))
+    causal_attn: bool = doc("action i attends to actions <= i and to obs tokens up to its step; false: full attention", default=True)
+    time_as_cond: bool = doc("time token in the memory; false: prepended to the action tokens", default=True)
+    n_cond_layers: int = doc(
+        "transformer encoder layers over the memory (time and obs tokens); 0: a per-token MLP memory encoder",
+        default=0, validator=[non_negative, at_most(512)],
+    )  # fmt: skip
+    # the split modes are imf_attnres's: this head's decoder is torch's fused nn.TransformerDecoder
+    action_expert_mode: str = doc(
+        "shared | head_only_parallel (own final LayerNorm and output map per action group); the split modes are imf_attnres's only",
+        default="shared", validator=one_of("shared", "head_only_parallel"),
+    )  # fmt: skip
 
     def __attrs_post_init__(self) -> None:
         if self.n_emb % self.n_head:
@@ -39,15 +44,20 @@ class DDPMTransformerConfig:
 class DDPMConfig:
     """DDPM training; DDPM ancestral sampling over all steps, or DDIM (eta 0) with fewer."""
 
-    num_train_timesteps: int = field(default=100, validator=positive)
-    beta_schedule: str = field(default="squaredcos_cap_v2", validator=one_of("squaredcos_cap_v2", "linear"))
-    beta_start: float = field(default=1e-4, validator=in_range(0.0, 1.0))  # linear schedule only
-    beta_end: float = field(default=0.02, validator=in_range(0.0, 1.0))  # linear schedule only
-    prediction_type: str = field(default="epsilon", validator=one_of("epsilon", "sample"))
-    clip_sample: bool = True  # clamp the predicted clean chunk to +-clip_sample_range while sampling
-    clip_sample_range: float = field(default=1.0, validator=positive)
-    # == num_train_timesteps: DDPM over every step; fewer: DDIM with that many evenly spaced steps
-    num_inference_steps: int = field(default=100, validator=positive)
+    num_train_timesteps: int = doc("diffusion steps N of the noise schedule (training draws t from 0..N-1)", default=100, validator=positive)
+    beta_schedule: str = doc(
+        "squaredcos_cap_v2 (cosine, each beta capped at 0.999) | linear (beta_start to beta_end)",
+        default="squaredcos_cap_v2", validator=one_of("squaredcos_cap_v2", "linear"),
+    )  # fmt: skip
+    beta_start: float = doc("first beta of the linear schedule (linear schedule only)", default=1e-4, validator=in_range(0.0, 1.0))
+    beta_end: float = doc("last beta of the linear schedule (linear schedule only)", default=0.02, validator=in_range(0.0, 1.0))
+    prediction_type: str = doc("what the head predicts: epsilon (the noise) | sample (the clean chunk)", default="epsilon", validator=one_of("epsilon", "sample"))
+    clip_sample: bool = doc("clamp the predicted clean chunk to +-clip_sample_range while sampling", default=True)
+    clip_sample_range: float = doc("the bound clip_sample clamps to, in normalized action units", default=1.0, validator=positive)
+    num_inference_steps: int = doc(
+        "sampling steps when none are asked for; = num_train_timesteps: DDPM over every step; fewer: DDIM (eta 0) with that many evenly spaced steps",
+        default=100, validator=positive,
+    )  # fmt: skip
 
     @property
     def max_sample_steps(self) -> int:

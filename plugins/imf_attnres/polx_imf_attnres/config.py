@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from attrs import define, field
+from attrs import define
 
-from polx.config import at_most, in_range, non_negative, one_of, positive
+from polx.config import at_most, doc, in_range, non_negative, one_of, positive
 
 BACKBONE_TYPES = ("attnres_full", "attnres_block", "vanilla")
 #: how the head factorises over the action groups (``spec.action_groups``; see head.py)
@@ -15,25 +15,36 @@ ACTION_EXPERT_MODES = ("shared", "head_only_parallel", "split_independent", "spl
 class IMFAttnResConfig:
     """The ``imf_attnres`` head: a transformer over ``[r, t, cond..., sample...]`` tokens."""
 
-    n_emb: int = field(default=256, validator=[positive, at_most(16384)])
-    n_layer: int = field(default=12, validator=[positive, at_most(512)])  # transformer layers (attention + FFN each)
-    n_head: int = field(default=1, validator=[positive, at_most(1024)])
-    n_kv_head: int = field(default=1, validator=[positive, at_most(1024)])  # grouped-query attention: n_head % n_kv_head == 0
-    ffn_hidden: int | None = field(default=None, validator=[positive, at_most(1 << 17)])  # None: 8/3 * n_emb rounded up to 64
-    n_cond_layers: int = field(default=0, validator=[non_negative, at_most(512)])  # 0: an MLP encodes cond tokens
-    time_as_cond: bool = True  # r and t as tokens; false: their embeddings are added to each sample token
-    causal_attn: bool = False  # sample tokens attend causally among themselves (always to the prefix)
-    time_embed_scale: float = field(default=10.0, validator=positive)  # sinusoids of scale * t (see head.py)
-    v_head: bool = True  # separate instantaneous-velocity output; false: v = u(z, t, t)
-    backbone_type: str = field(default="attnres_full", validator=one_of(*BACKBONE_TYPES))
-    attnres_block_size: int = field(default=4, validator=positive)  # sublayers per block (attnres_block)
-    rope_base: float = field(default=10000.0, validator=positive)
-    dropout: float = field(default=0.0, validator=in_range(0.0, 1.0))  # embeddings and sublayer outputs
-    attn_dropout: float = field(default=0.0, validator=in_range(0.0, 1.0))
-    #: shared | head_only_parallel (own final norm + output maps per group) | split_independent (a
-    #: transformer stream per group, no attention between groups) | split_communicating (streams
-    #: that attend to each other); groups from the env (``policy.action_layout``)
-    action_expert_mode: str = field(default="shared", validator=one_of(*ACTION_EXPERT_MODES))
+    n_emb: int = doc("token width; n_head must divide it, with n_emb / n_head even (rotary pairs)", default=256, validator=[positive, at_most(16384)])
+    n_layer: int = doc("transformer layers (attention + FFN each)", default=12, validator=[positive, at_most(512)])
+    n_head: int = doc("attention query heads; must divide n_emb", default=1, validator=[positive, at_most(1024)])
+    n_kv_head: int = doc("key/value heads of grouped-query attention; must divide n_head", default=1, validator=[positive, at_most(1024)])
+    ffn_hidden: int | None = doc(
+        "hidden width of each SwiGLU FFN; null: 8/3 * n_emb rounded up to a multiple of 64", default=None, validator=[positive, at_most(1 << 17)]
+    )  # fmt: skip
+    n_cond_layers: int = doc(
+        "layers of a plain (vanilla) transformer over the cond tokens; 0: a per-token MLP encodes them",
+        default=0, validator=[non_negative, at_most(512)],
+    )  # fmt: skip
+    time_as_cond: bool = doc("r and t as two prefix tokens; false: their embeddings are added to each sample token", default=True)
+    causal_attn: bool = doc("sample tokens attend causally among themselves (always to the prefix); false: full attention", default=False)
+    time_embed_scale: float = doc("r and t (in [0, 1]) are multiplied by this before their sinusoidal embedding", default=10.0, validator=positive)
+    v_head: bool = doc("a separate output for the instantaneous velocity v; false: v = u(z, t, t)", default=True)
+    backbone_type: str = doc(
+        "attnres_full (each sublayer mixes every earlier output) | attnres_block (mixes block sums of "
+        "attnres_block_size sublayers) | vanilla (plain residuals)",
+        default="attnres_full", validator=one_of(*BACKBONE_TYPES),
+    )  # fmt: skip
+    attnres_block_size: int = doc("sublayers (attention or FFN each) per block with backbone_type=attnres_block", default=4, validator=positive)
+    rope_base: float = doc("rotary position base: channel pair i turns by position * rope_base^(-2i / head_dim)", default=10000.0, validator=positive)
+    dropout: float = doc("dropout on the embedded tokens and on each sublayer's output", default=0.0, validator=in_range(0.0, 1.0))
+    attn_dropout: float = doc("dropout on the attention weights", default=0.0, validator=in_range(0.0, 1.0))
+    action_expert_mode: str = doc(
+        "shared | head_only_parallel (own final norm and output maps per action group) | split_independent (a "
+        "transformer stream per group, no attention between groups) | split_communicating (streams that attend "
+        "to each other); groups from the env (policy.action_layout)",
+        default="shared", validator=one_of(*ACTION_EXPERT_MODES),
+    )  # fmt: skip
 
     def __attrs_post_init__(self) -> None:
         if self.n_emb % self.n_head:
@@ -58,13 +69,22 @@ class IMFConfig:
       ``V`` alone. ``time_sampler`` and ``r_equals_t_ratio`` are ignored.
     """
 
-    variant: str = field(default="polx", validator=one_of("polx", "reference"))
-    time_sampler: str = field(default="logit_normal", validator=one_of("logit_normal", "uniform"))
-    logit_normal_mean: float = -0.4
-    logit_normal_std: float = field(default=1.0, validator=positive)
-    r_equals_t_ratio: float = field(default=0.5, validator=in_range(0.0, 1.0))  # fraction of the batch with r = t
-    jvp_impl: str = field(default="func", validator=one_of("func", "autograd"))
-    loss_weighting: str = field(default="mse", validator=one_of("mse", "adaptive"))
-    adaptive_p: float = field(default=1.0, validator=non_negative)  # adaptive: w = 1 / stopgrad(L + c)^p
-    adaptive_c: float = field(default=0.01, validator=positive)
-    default_num_steps: int = field(default=1, validator=positive)  # sampling steps when none are asked for
+    variant: str = doc("polx | reference: the training semantics (see the class docstring)", default="polx", validator=one_of("polx", "reference"))
+    time_sampler: str = doc(
+        "logit_normal | uniform: how the two times are drawn (then sorted so r <= t); variant polx only",
+        default="logit_normal", validator=one_of("logit_normal", "uniform"),
+    )  # fmt: skip
+    logit_normal_mean: float = doc("time_sampler logit_normal: mean of the normal whose sigmoid is a time", default=-0.4)
+    logit_normal_std: float = doc("time_sampler logit_normal: std of the normal whose sigmoid is a time", default=1.0, validator=positive)
+    r_equals_t_ratio: float = doc("fraction of the batch with r = t (their JVP is skipped); variant polx only", default=0.5, validator=in_range(0.0, 1.0))
+    jvp_impl: str = doc(
+        "func (forward-mode torch.func.jvp) | autograd (torch.autograd.functional.jvp); func falls back to autograd if it fails",
+        default="func", validator=one_of("func", "autograd"),
+    )  # fmt: skip
+    loss_weighting: str = doc(
+        "mse (mean over valid entries) | adaptive (mean over samples of L / stopgrad(L + adaptive_c)^adaptive_p)",
+        default="mse", validator=one_of("mse", "adaptive"),
+    )  # fmt: skip
+    adaptive_p: float = doc("loss_weighting adaptive: the exponent p of w = 1 / stopgrad(L + c)^p", default=1.0, validator=non_negative)
+    adaptive_c: float = doc("loss_weighting adaptive: the constant c of w = 1 / stopgrad(L + c)^p", default=0.01, validator=positive)
+    default_num_steps: int = doc("sampling steps (head calls) per chunk when none are asked for", default=1, validator=positive)

@@ -7,9 +7,9 @@ Credentials are never options here: SwanLab and W&B read their keys from the env
 from __future__ import annotations
 
 import attrs
-from attrs import define, field
+from attrs import define
 
-from polx.config import one_of
+from polx.config import doc, one_of
 
 SWANLAB_MODES = ("online", "offline", "local", "disabled")
 WANDB_MODES = ("online", "offline", "disabled")
@@ -17,25 +17,33 @@ WANDB_MODES = ("online", "offline", "disabled")
 
 @define(frozen=True, kw_only=True)
 class SwanLabConfig:
-    # None: SWANLAB_MODE from the environment, else online with SWANLAB_API_KEY, else offline
-    mode: str | None = field(default=None, validator=attrs.validators.optional(one_of(*SWANLAB_MODES)))
-    project: str = "polx"
-    workspace: str | None = None  # None: the account's own workspace
-    experiment_name: str | None = None  # None: the run directory's name
-    description: str | None = None
-    group: str | None = None
-    tags: tuple[str, ...] = ()
-    system_stats: bool = False  # SwanLab's periodic hardware monitor (CPU/GPU/memory sampling)
+    """``loggers.swanlab.*``: SwanLab's mode, project and run labels (its files live in ``<run dir>/swanlab``)."""
+
+    mode: str | None = doc(
+        "online | offline | local | disabled; null: SWANLAB_MODE from the environment, else online with SWANLAB_API_KEY, else offline",
+        default=None, validator=attrs.validators.optional(one_of(*SWANLAB_MODES)),
+    )  # fmt: skip
+    project: str = doc("SwanLab project the run is logged to", default="polx")
+    workspace: str | None = doc("SwanLab workspace; null: the account's own workspace", default=None)
+    experiment_name: str | None = doc("SwanLab experiment name; null: the run directory's name", default=None)
+    description: str | None = doc("SwanLab experiment description; null: none", default=None)
+    group: str | None = doc("SwanLab experiment group; null: none", default=None)
+    tags: tuple[str, ...] = doc("SwanLab experiment tags; [] = none", default=())
+    system_stats: bool = doc("SwanLab's periodic hardware monitor (CPU/GPU/memory sampling)", default=False)
 
 
 @define(frozen=True, kw_only=True)
 class WandbConfig:
-    # None: WANDB_MODE from the environment, else online with WANDB_API_KEY, else offline
-    mode: str | None = field(default=None, validator=attrs.validators.optional(one_of(*WANDB_MODES)))
-    project: str = "polx"
-    entity: str | None = None  # None: the account's default entity
-    name: str | None = None  # None: the run directory's name
-    notes: str | None = None
-    group: str | None = None
-    tags: tuple[str, ...] = ()
-    system_stats: bool = False  # W&B's system-metrics sampling (a background sampler)
+    """``loggers.wandb.*``: Weights & Biases' mode, project and run labels (its files live in ``<run dir>/wandb``)."""
+
+    mode: str | None = doc(
+        "online | offline | disabled; null: WANDB_MODE from the environment, else online with WANDB_API_KEY, else offline",
+        default=None, validator=attrs.validators.optional(one_of(*WANDB_MODES)),
+    )  # fmt: skip
+    project: str = doc("W&B project the run is logged to", default="polx")
+    entity: str | None = doc("W&B entity (user or team); null: the account's default entity", default=None)
+    name: str | None = doc("W&B run name; null: the run directory's name", default=None)
+    notes: str | None = doc("W&B run notes; null: none", default=None)
+    group: str | None = doc("W&B run group; null: none", default=None)
+    tags: tuple[str, ...] = doc("W&B run tags; [] = none", default=())
+    system_stats: bool = doc("W&B's system-metrics sampling (a background sampler)", default=False)

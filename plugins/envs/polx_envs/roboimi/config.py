@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from attrs import define, field
+from attrs import define
 
-from polx.config import in_range, positive
+from polx.config import doc, in_range, positive
 
 #: every camera the scene defines; observations use ``RoboIMIConfig.cameras`` of them
 CAMERA_NAMES = ("r_vis", "top", "front")
@@ -34,23 +34,31 @@ def _check_range(instance, attribute, value) -> None:
 class RoboIMIConfig:
     """Dual-arm block transfer. Lengths in metres, angles in radians, world z up, table top at z=0."""
 
-    image_size: int = field(default=128, validator=[positive, in_range(8, 1024)])  # square camera images
-    cameras: tuple[str, ...] = field(default=CAMERA_NAMES, validator=_check_cameras)
-    max_steps: int = field(default=400, validator=positive)  # control steps per episode
-    #: success: the handed-over block held by the left gripper alone, off the table, this many control steps in a row
-    success_hold_steps: int = field(default=10, validator=positive)
-    control_hz: int = field(default=50, validator=positive)
-    physics_dt: float = field(default=0.002, validator=in_range(1e-4, 0.01))
-    #: block start pose, uniform per seed: centre x, y and yaw about z
-    block_x: tuple[float, float] = field(default=(0.0, 0.12), validator=_check_range)
-    block_y: tuple[float, float] = field(default=(0.42, 0.58), validator=_check_range)
-    block_yaw: tuple[float, float] = field(default=(-math.pi / 6, math.pi / 6), validator=_check_range)
-    cheap_render: bool = True  # shadows, reflections and multisampling off (~10x faster on CPU)
-    trajectory_image_size: int = field(default=256, validator=[positive, in_range(8, 2048)])  # PNG side
-    default_episodes: int = field(default=50, validator=positive)  # size of the cached expert dataset
-    default_seed: int = 0  # first seed of the cached expert dataset
-    #: camera frames kept in memory while training: they are read lazily, so a dataset larger than RAM trains
-    frame_cache_mb: int = field(default=4096, validator=[in_range(0, 1 << 20)])
+    image_size: int = doc("side of the square camera images, px", default=128, validator=[positive, in_range(8, 1024)])
+    cameras: tuple[str, ...] = doc("cameras the observations hold: distinct names from r_vis, top, front", default=CAMERA_NAMES, validator=_check_cameras)
+    max_steps: int = doc("control steps per episode at most (then truncated)", default=400, validator=positive)
+    success_hold_steps: int = doc(
+        "success: the handed-over block held by the left gripper alone, off the table, this many control steps in a row",
+        default=10, validator=positive,
+    )  # fmt: skip
+    control_hz: int = doc(
+        "control steps per simulated second; 1 / (control_hz * physics_dt) must be a whole number of physics steps",
+        default=50, validator=positive,
+    )  # fmt: skip
+    physics_dt: float = doc("MuJoCo physics timestep, s", default=0.002, validator=in_range(1e-4, 0.01))
+    block_x: tuple[float, float] = doc("[low, high] of the block's start centre x, m, drawn uniformly per seed", default=(0.0, 0.12), validator=_check_range)
+    block_y: tuple[float, float] = doc("[low, high] of the block's start centre y, m, drawn uniformly per seed", default=(0.42, 0.58), validator=_check_range)
+    block_yaw: tuple[float, float] = doc(
+        "[low, high] of the block's start yaw about z, rad, drawn uniformly per seed", default=(-math.pi / 6, math.pi / 6), validator=_check_range
+    )  # fmt: skip
+    cheap_render: bool = doc("shadows, reflections and multisampling off (~10x faster on CPU)", default=True)
+    trajectory_image_size: int = doc("side of the trajectory PNGs (front view), px", default=256, validator=[positive, in_range(8, 2048)])
+    default_episodes: int = doc("episodes of the cached expert dataset (what trains without --dataset)", default=50, validator=positive)
+    default_seed: int = doc("first seed tried for the cached expert dataset (then seed + 1, ...)", default=0)
+    frame_cache_mb: int = doc(
+        "MiB of camera frames kept in memory while training; frames are read lazily, so a dataset larger than RAM trains",
+        default=4096, validator=[in_range(0, 1 << 20)],
+    )  # fmt: skip
 
     def __attrs_post_init__(self) -> None:
         ratio = 1.0 / (self.control_hz * self.physics_dt)
