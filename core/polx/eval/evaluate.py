@@ -61,6 +61,7 @@ def evaluate_checkpoint(
     # --episodes and --seed are overrides like any KEY=VALUE (checked by the same converter), given last
     flags = [*([f"eval.n_test={episodes}"] if episodes is not None else []), *([f"eval.test_start_seed={seed}"] if seed is not None else [])]
     config = config_from_saved(plugins, saved, [*overrides, *flags])
+    ev = config.eval
     check_seeds(config)
     check_sample_steps(config)
 
