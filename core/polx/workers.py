@@ -56,13 +56,16 @@ def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
 
 
 @contextmanager
-def stopping_pool(pool: ProcessPoolExecutor, outcome: str, grace_s: float = 1.0) -> Iterator[ProcessPoolExecutor]:
+def stopping_pool(pool: ProcessPoolExecutor | None, outcome: str, grace_s: float = 1.0) -> Iterator[ProcessPoolExecutor | None]:
     """Use ``pool`` inside; SIGTERM raises SystemExit(143) (printing ``outcome``: what is kept), and
-    any exception stops and joins the workers before it propagates. A clean exit shuts down and waits."""
+    any exception stops and joins the workers before it propagates. A clean exit shuts down and waits.
+    ``pool`` None (work in this process): only the SIGTERM handling."""
     try:
         with sigterm_raises(outcome):
             yield pool
     except BaseException:
-        stop_workers(pool, grace_s=grace_s)
+        if pool is not None:
+            stop_workers(pool, grace_s=grace_s)
         raise
-    pool.shutdown(wait=True)
+    if pool is not None:
+        pool.shutdown(wait=True)

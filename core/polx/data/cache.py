@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Mapping
 import attrs
 
 from polx.errors import DatasetError, PolxError
-from polx.workers import sigterm_raises, stop_workers
+from polx.workers import stopping_pool
 
 #: every ``polx data generate`` summary has these keys (an env may add its own after them)
 SUMMARY_KEYS = ("env", "out", "episodes", "steps", "seeds_tried", "success_rate", "seeds", "seconds")
@@ -112,9 +112,9 @@ def collect_demos(
     elif initializer is not None:
         initializer(*initargs)
     bar = tqdm(total=episodes, desc=f"{env} expert demos", unit="ep", disable=not progress, file=sys.stderr)
-    stopped = True
     try:
-        with sigterm_raises(), ReplayBuffer.writer(out) as rb:
+        # a signal or an error: the unfinished store is removed, then no worker outlives this process
+        with stopping_pool(pool, "nothing is kept", grace_s=10.0), ReplayBuffer.writer(out) as rb:
             while written < episodes and attempted < max_attempts:
                 batch = range(seed + attempted, seed + min(max_attempts, attempted + episodes - written))
                 for arrays, success, *extra in (pool.map(run_episode, batch) if pool else map(run_episode, batch)):
@@ -135,14 +135,9 @@ def collect_demos(
                     f"the {env} expert succeeded on only {successes} of {attempted} seeds from {seed}; {episodes} episodes "
                     "were asked for (nothing was written; --keep-all keeps unsuccessful episodes too)"
                 )
-        stopped = False
     finally:
         bar.close()
-        if pool is not None:
-            if stopped:  # a signal or an error: nothing more is queued, and no worker outlives this process
-                stop_workers(pool)
-            pool.shutdown(cancel_futures=True)
-        elif finalizer is not None:
+        if pool is None and finalizer is not None:
             finalizer()
     return {
         "env": env, "out": str(out), "episodes": written, "steps": steps, "seeds_tried": attempted,
