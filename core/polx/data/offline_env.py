@@ -68,7 +68,7 @@ def _float_scale(reader: Any, key: str) -> float:
 
 def frames_to_uint8(frames: np.ndarray, scale: float) -> np.ndarray:
     """Float frames times ``scale``, rounded and clipped to uint8 (NaN becomes 0)."""
-    out = np.nan_to_num(np.asarray(frames, dtype=np.float32) * np.float32(scale), nan=0.0)
+    out = np.nan_to_num(np.asarray(frames, dtype=np.float64) * scale, nan=0.0)  # float64: float32 would flip some x.5 roundings
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
