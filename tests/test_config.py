@@ -131,3 +131,50 @@ def test_override_values_parse_as_yaml_scalars(value):
 @pytest.mark.parametrize("text, expected", [("1e-4", 1e-4), ("3E5", 3e5), ("-2.5e-3", -2.5e-3), ("1.0e-08", 1e-8)])
 def test_exponent_floats_are_floats(text, expected):
     assert parse_override(f"train.lr={text}")[1] == expected
+
+
+# --- one section resolver: every command that reads config sections goes through resolve_sections
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return load_plugins()  # polx's own plugins: env_and_eval and build_env_adapter build a real adapter
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_test=st.integers(1, 500), max_steps=st.integers(1, 10**5), bad=st.sampled_from(["n_tset", "max_step", "rollout_evry"]))
+def test_every_resolver_reads_an_override_as_resolve_config_does(shipped, n_test, max_steps, bad):
+    """A run's config, an exported policy's env/eval and ``dagger.*`` agree on values and on problem lines."""
+    from polx.dagger.config import resolve_dagger_config
+    from polx.deploy.evaluate import env_and_eval
+
+    good = [f"eval.n_test={n_test}", f"eval.max_steps={max_steps}", "env.obs_type=keypoints"]
+    run = resolve_config(shipped, head="imf_attnres", env="pusht", overrides=good)
+    saved = yaml.safe_load(run.to_yaml())
+    adapter, ev = env_and_eval(shipped, saved, good)
+    assert ev == run.eval and adapter.config == run.env
+
+    problems = []
+    for call in (
+        lambda: resolve_config(shipped, head="imf_attnres", env="pusht", overrides=[f"eval.{bad}=1"]),
+        lambda: env_and_eval(shipped, saved, [f"eval.{bad}=1"]),
+        lambda: resolve_dagger_config([f"dagger.{bad}=1"]),
+    ):
+        with pytest.raises(ConfigError) as info:
+            call()
+        problems.append(info.value.problems)
+    assert problems[0] == problems[1] and len(problems[0]) == 1 and problems[0][0].startswith(f"eval.{bad}: unknown key")
+    assert len(problems[2]) == 1 and problems[2][0].startswith(f"dagger.{bad}: unknown key")
+
+
+def test_a_scoped_resolver_refuses_an_override_outside_its_sections_by_name(shipped):
+    from polx.deploy.evaluate import env_and_eval
+    from polx.runs import build_env_adapter
+
+    saved = yaml.safe_load(resolve_config(shipped, head="imf_attnres", env="pusht").to_yaml())
+    with pytest.raises(UserInputError, match=r"'train.lr=0.1': only env.KEY=VALUE and eval.KEY=VALUE overrides apply here"):
+        env_and_eval(shipped, saved, ["train.lr=0.1"])
+    with pytest.raises(UserInputError, match=r"'eval.n_test=3': only env.KEY=VALUE overrides apply here"):
+        build_env_adapter(shipped, "pusht", ["eval.n_test=3"])
+    with pytest.raises(ConfigError, match=r"env.obs_typ: unknown key \(did you mean env.obs_type\?\)"):
+        build_env_adapter(shipped, "pusht", ["env.obs_typ=image"])

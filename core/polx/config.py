@@ -569,6 +569,50 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def defaults_tree(schema: Mapping[str, type]) -> dict:
+    """Every schema section's defaults, nested by its dotted name (``loggers.json`` -> ``{"loggers": {"json": ...}}``)."""
+    tree: dict = {}
+    for sec, cls in schema.items():
+        tree = set_dotted(tree, sec.split("."), defaults_of(cls))
+    return tree
+
+
+def _section_data(tree: Mapping, section: str) -> Any:
+    node: Any = tree
+    for part in section.split("."):
+        node = node.get(part, {}) if isinstance(node, Mapping) else {}
+    return node
+
+
+def resolve_sections(
+    schema: Mapping[str, type], tree: Mapping, overrides: Iterable[str] = (), *, only_schema: bool = False
+) -> dict[str, Any]:
+    """The one section resolver: ``tree`` -> ``KEY=VALUE`` overrides -> unknown keys -> structured sections.
+
+    ``schema`` maps a dotted section name (``train``, ``loggers.json``) to its attrs class; ``tree``
+    is where resolution starts (defaults and presets, or a saved config). Returns section ->
+    structured instance. Raises ``ConfigError`` listing every problem, each with its dotted path.
+    ``only_schema``: a command that reads a few sections refuses an override outside them by name
+    (rather than calling it an unknown key). Every config polx reads is resolved here:
+    ``resolve_config`` (a run), an env adapter alone (``polx.runs.build_env_adapter``), an exported
+    policy's env and eval (``polx.deploy.evaluate``) and ``dagger.*``.
+    """
+    tops = sorted({sec.split(".")[0] for sec in schema})
+    for text in overrides:
+        keys, value = parse_override(text)
+        if only_schema and (keys[0] not in tops or len(keys) < 2):
+            allowed = " and ".join(f"{top}.KEY=VALUE" for top in tops)
+            raise UserInputError(f"{text!r}: only {allowed} overrides apply here")
+        tree = set_dotted(dict(tree), keys, value)
+    problems = unknown_keys(tree, schema)
+    if problems:
+        raise ConfigError(problems)
+    sections = {sec: structure_section(sec, _section_data(tree, sec), cls, problems) for sec, cls in schema.items()}
+    if problems:
+        raise ConfigError(problems)
+    return sections
+
+
 def resolve_config(
     plugins: Any,
     *,
@@ -600,58 +644,32 @@ def resolve_config(
         reg.get("logger", name)
 
     logger_classes = {name: reg.get("logger", name).config_cls for name in reg.names("logger")}
-    schema: dict[str, type | None] = dict(CORE_SECTIONS)
+    schema: dict[str, type] = dict(CORE_SECTIONS)
     schema.update(head=head_c.config_cls, objective=obj_c.config_cls, env=env_c.config_cls)
     for name, cls in logger_classes.items():
         schema[f"loggers.{name}"] = cls
 
     if base is None:
-        tree: dict = {sec: defaults_of(cls) for sec, cls in CORE_SECTIONS.items()}
-        tree.update(head=defaults_of(head_c.config_cls), objective=defaults_of(obj_c.config_cls), env=defaults_of(env_c.config_cls))
-        tree["loggers"] = {name: defaults_of(cls) for name, cls in logger_classes.items()}
+        tree = defaults_tree(schema)
         for comp in (env_c, head_c, obj_c):
             tree = deep_merge(tree, comp.preset)
     else:
         tree = {k: v for k, v in base.items() if k != "components"}
-        tree["loggers"] = deep_merge({n: defaults_of(c) for n, c in logger_classes.items()}, tree.get("loggers") or {})
+        logger_defaults = defaults_tree({f"loggers.{n}": c for n, c in logger_classes.items()}).get("loggers", {})
+        tree["loggers"] = deep_merge(logger_defaults, tree.get("loggers") or {})
 
     for path in config_files:
         data = load_config_file(path)
         if isinstance(data.get("components"), Mapping):
             del data["components"]  # a run's config.yaml as --config: components come from the flags
         tree = deep_merge(tree, data)
+    overrides = list(overrides)
     for text in overrides:
-        keys, value = parse_override(text)
+        keys, _ = parse_override(text)
         if keys[0] == "components":
             raise UserInputError(f"{'.'.join(keys)}: set components with --head/--env/--objective/--logger")
-        tree = set_dotted(tree, keys, value)
 
-    problems = unknown_keys(_flatten_loggers(tree), schema)
-    if problems:
-        raise ConfigError(problems)
-
-    sections: dict[str, Any] = {}
-    for sec, cls in CORE_SECTIONS.items():
-        sections[sec] = structure_section(sec, tree.get(sec, {}), cls, problems)
-    sections["head"] = structure_section("head", tree.get("head", {}), head_c.config_cls, problems)
-    sections["objective"] = structure_section("objective", tree.get("objective", {}), obj_c.config_cls, problems)
-    sections["env"] = structure_section("env", tree.get("env", {}), env_c.config_cls, problems)
-    sections["loggers"] = {
-        name: structure_section(f"loggers.{name}", (tree.get("loggers") or {}).get(name, {}), cls, problems)
-        for name, cls in logger_classes.items()
-    }
-    if problems:
-        raise ConfigError(problems)
+    sections = resolve_sections(schema, tree, overrides)
+    loggers_cfg = {name: sections.pop(f"loggers.{name}") for name in logger_classes}
     components = ComponentsConfig(head=head, env=env, objective=objective, loggers=logger_names)
-    return RunConfig(components=components, **sections)
-
-
-def _flatten_loggers(tree: Mapping) -> dict:
-    """View ``loggers: {swanlab: {...}}`` as a ``loggers.swanlab`` section for key checking."""
-    out = {k: v for k, v in tree.items() if k != "loggers"}
-    loggers = tree.get("loggers") or {}
-    if not isinstance(loggers, Mapping):
-        return {**out, "loggers": loggers}
-    for name, value in loggers.items():
-        out[f"loggers.{name}"] = value
-    return out
+    return RunConfig(components=components, loggers=loggers_cfg, **sections)

@@ -277,17 +277,8 @@ def _offline_image_size(config: RunConfig, overrides: Iterable[str]) -> RunConfi
 
 def build_env_adapter(plugins: PolxPlugins, env: str, overrides: Iterable[str] = ()) -> Any:
     """The env's adapter with its config from defaults, its preset's ``env`` section and ``env.KEY=VALUE``."""
-    from polx.config import ConfigError, deep_merge, defaults_of, parse_override, set_dotted, structure_section, unknown_keys
+    from polx.config import deep_merge, defaults_of, resolve_sections
 
     comp = plugins.registry.get("env", env)
-    tree = deep_merge(defaults_of(comp.config_cls), comp.preset.get("env", {}))
-    for text in overrides:
-        keys, value = parse_override(text)
-        if keys[0] != "env" or len(keys) < 2:
-            raise UserInputError(f"{text!r}: only env.KEY=VALUE overrides apply here")
-        tree = set_dotted(tree, keys[1:], value)
-    problems = unknown_keys({"env": tree}, {"env": comp.config_cls})
-    cfg = None if problems else structure_section("env", tree, comp.config_cls, problems)
-    if problems:
-        raise ConfigError(problems)
-    return comp.build(cfg)
+    tree = {"env": deep_merge(defaults_of(comp.config_cls), comp.preset.get("env", {}))}
+    return comp.build(resolve_sections({"env": comp.config_cls}, tree, overrides, only_schema=True)["env"])

@@ -6,7 +6,7 @@ from typing import Iterable
 
 from attrs import define
 
-from polx.config import ConfigError, defaults_of, doc, in_range, non_negative, parse_override, positive, set_dotted, structure_section, unknown_keys
+from polx.config import defaults_of, doc, in_range, non_negative, positive, resolve_sections
 
 
 @define(frozen=True, kw_only=True)
@@ -46,12 +46,5 @@ def split_overrides(overrides: Iterable[str]) -> tuple[list[str], list[str]]:
 
 def resolve_dagger_config(overrides: Iterable[str], base: dict | None = None) -> DaggerConfig:
     """Defaults (or a saved ``base``) plus ``dagger.KEY=VALUE``; ``ConfigError`` lists every problem."""
-    tree = dict(base) if base is not None else defaults_of(DaggerConfig)
-    for text in overrides:
-        keys, value = parse_override(text)
-        tree = set_dotted(tree, keys[1:], value)
-    problems = unknown_keys({"dagger": tree}, {"dagger": DaggerConfig})
-    config = None if problems else structure_section("dagger", tree, DaggerConfig, problems)
-    if problems:
-        raise ConfigError(problems)
-    return config
+    tree = {"dagger": dict(base) if base is not None else defaults_of(DaggerConfig)}
+    return resolve_sections({"dagger": DaggerConfig}, tree, overrides, only_schema=True)["dagger"]

@@ -34,7 +34,7 @@ def shape_meta(info: dict) -> dict:
 
 def policy_sections(plugins: Any, info: dict) -> SimpleNamespace:
     """The config sections ``build_policy`` reads, structured from the saved run config (no env needed)."""
-    from polx.config import CORE_SECTIONS, structure_section
+    from polx.config import CORE_SECTIONS, resolve_sections
 
     missing = artifact.missing_plugins(info, lambda kind, name: name in plugins.registry.names(kind), kinds=("head", "objective"))
     if missing:
@@ -43,15 +43,11 @@ def policy_sections(plugins: Any, info: dict) -> SimpleNamespace:
     comps = run.get("components") or {}
     head = plugins.registry.get("head", info["plugins"]["head"]["name"])
     objective = plugins.registry.get("objective", info["plugins"]["objective"]["name"])
-    problems: list[str] = []
-    sections = {
-        "policy": structure_section("policy", run.get("policy", {}), CORE_SECTIONS["policy"], problems),
-        "encoder": structure_section("encoder", run.get("encoder", {}), CORE_SECTIONS["encoder"], problems),
-        "head": structure_section("head", run.get("head", {}), head.config_cls, problems),
-        "objective": structure_section("objective", run.get("objective", {}), objective.config_cls, problems),
-    }
-    if problems:
-        raise ConfigError([f"config.json run_config.{line}" for line in problems])
+    schema = {"policy": CORE_SECTIONS["policy"], "encoder": CORE_SECTIONS["encoder"], "head": head.config_cls, "objective": objective.config_cls}
+    try:
+        sections = resolve_sections(schema, {sec: run.get(sec, {}) for sec in schema})
+    except ConfigError as exc:
+        raise ConfigError([f"config.json run_config.{line}" for line in exc.problems]) from None
     components = SimpleNamespace(head=head.name, objective=objective.name, env=comps.get("env"))
     return SimpleNamespace(components=components, **sections)
 
