@@ -278,8 +278,10 @@ def test_eval_policy_gives_the_checkpoints_per_seed_rewards(plugins, exported: P
     from polx.eval.evaluate import evaluate_checkpoint
 
     reference = evaluate_checkpoint(plugins, run_dir / "checkpoints" / "latest.ckpt", episodes=3, out=tmp_path / "ckpt")["metrics"]
-    done = run_polx("eval", "--policy", str(exported), "--episodes", "3", "--out", str(tmp_path / "torch"))
+    # over two worker processes (each loads the directory): the per-seed rewards do not depend on it
+    done = run_polx("eval", "--policy", str(exported), "--episodes", "3", "--out", str(tmp_path / "torch"), "eval.n_envs=2")
     assert done.returncode == 0, done.stderr
+    assert "rollout episode 3/3: test seed" in done.stderr  # one line per episode when stderr is a file
     through_torch = json.loads((tmp_path / "torch" / "metrics.json").read_text())["metrics"]
     through_onnx = evaluate_policy(plugins, exported, runtime="onnx", episodes=3, out=tmp_path / "onnx")["metrics"]
     per_seed = sorted(k for k in reference if k.startswith("test/sim_max_reward_"))
@@ -351,7 +353,7 @@ def test_eval_through_the_server_gives_the_checkpoints_per_seed_rewards(plugins,
 
     url, _ = server
     reference = evaluate_checkpoint(plugins, run_dir / "checkpoints" / "latest.ckpt", episodes=2, out=tmp_path / "ckpt")["metrics"]
-    remote = evaluate_policy(plugins, url, episodes=2, out=tmp_path / "remote")["metrics"]
+    remote = evaluate_policy(plugins, url, episodes=2, out=tmp_path / "remote", overrides=["eval.n_envs=2"])["metrics"]  # two sessions
     assert {k: v for k, v in remote.items() if k.startswith("test/")} == {k: v for k, v in reference.items() if k.startswith("test/")}
 
 

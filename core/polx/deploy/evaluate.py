@@ -2,10 +2,11 @@
 
 The env and the evaluation settings come from the policy's saved run config (``config.json``, or
 the metadata a server sends on connect) with ``env.*`` and ``eval.*`` overrides; the episodes are
-run here, one after another, each seeding the env and the policy's noise with its seed, as
-``polx eval --checkpoint`` does. Through the torch runtime a policy therefore scores exactly as its
-checkpoint did, seed by seed; through onnxruntime its noise is numpy's, so it matches in
-distribution. ``eval.n_envs`` does not apply: the policy is one runtime.
+run here (``eval.n_envs=1``) or over ``eval.n_envs`` spawned workers that each load the policy
+directory (or connect to the server: one session each), every episode seeding the env and the
+policy's noise with its seed, as ``polx eval --checkpoint`` does. Through the torch runtime a policy
+therefore scores exactly as its checkpoint did, seed by seed, however many workers; through
+onnxruntime its noise is numpy's, so it matches in distribution.
 """
 
 from __future__ import annotations
@@ -27,26 +28,15 @@ def is_server(source: str | Path) -> bool:
 
 def env_and_eval(plugins: Any, run_config: dict, overrides: Iterable[str]) -> tuple[Any, Any]:
     """(env adapter, ``EvalConfig``) from a saved run config and ``env.KEY=VALUE`` / ``eval.KEY=VALUE`` overrides."""
-    from polx.config import CORE_SECTIONS, parse_override, set_dotted, structure_section, unknown_keys
+    from polx.config import CORE_SECTIONS, resolve_sections
 
     env_name = (run_config.get("components") or {}).get("env")
     if not env_name:
         raise UserInputError("the policy's config names no env; it cannot be rolled out here")
     comp = plugins.registry.get("env", env_name)
     tree = {"env": dict(run_config.get("env") or {}), "eval": dict(run_config.get("eval") or {})}
-    for text in overrides:
-        keys, value = parse_override(text)
-        if keys[0] not in ("env", "eval") or len(keys) < 2:
-            raise UserInputError(f"{text!r}: only env.KEY=VALUE and eval.KEY=VALUE overrides apply to an exported policy")
-        tree[keys[0]] = set_dotted(tree[keys[0]], keys[1:], value)
-    problems = unknown_keys(tree, {"env": comp.config_cls, "eval": CORE_SECTIONS["eval"]})
-    if problems:
-        raise ConfigError(problems)
-    env_cfg = structure_section("env", tree["env"], comp.config_cls, problems)
-    ev = structure_section("eval", tree["eval"], CORE_SECTIONS["eval"], problems)
-    if problems:
-        raise ConfigError(problems)
-    return comp.build(env_cfg), ev
+    sections = resolve_sections({"env": comp.config_cls, "eval": CORE_SECTIONS["eval"]}, tree, overrides, only_schema=True)
+    return comp.build(sections["env"]), sections["eval"]
 
 
 def _check_seeds(ev: Any) -> None:
@@ -89,7 +79,6 @@ def evaluate_policy(
 ) -> dict:
     """Roll out the policy at ``source`` (a directory from ``polx export`` or a ``ws://`` server); returns ``metrics.json``'s dict."""
     from polx.eval.metrics import summarize
-    from polx.eval.rollout import _render, run_episode
     from polx.base.paths import check_writable_dir
 
     server = is_server(source)
@@ -122,18 +111,7 @@ def evaluate_policy(
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         try:
-            env = adapter.make_env()
-            done: dict[tuple[str, int], Any] = {}
-            images: dict[str, str] = {}
-            try:
-                for kind, start, count in (("test", ev.test_start_seed, ev.n_test), ("train", ev.train_start_seed, ev.n_train)):
-                    for index in range(count):
-                        episode = run_episode(env, policy, start + index, ev.max_steps, index)
-                        done[(kind, index)] = episode
-                        if kind == "test" and index < ev.n_vis:
-                            images.update(_render(plugins, env, episode, out))
-            finally:
-                env.close()
+            done, images = _run_episodes(plugins, policy, source, runtime, adapter, ev, out)
         except BaseException:
             if created:  # a failed evaluation leaves no half-filled directory behind
                 shutil.rmtree(out, ignore_errors=True)
@@ -162,3 +140,52 @@ def evaluate_policy(
             print(f"{key}: {value:.4f}")
     print(f"metrics: {out / 'metrics.json'}", file=sys.stdout)
     return report
+
+
+def _worker_policy(recipe: list, source: str, runtime: str) -> Any:
+    """In a spawned worker: its own runtime of the policy (one thread) or its own server session."""
+    if is_server(source):
+        from polx.deploy.client import PolicyClient
+
+        return PolicyClient(source)
+    from polx.deploy.load import load_policy
+    from polx.eval.rollout import load_recipe
+
+    if runtime == "torch":
+        import torch
+
+        torch.set_num_threads(1)  # n_envs processes share the cores
+    return load_policy(Path(source), runtime, threads=1, plugins=load_recipe(recipe))
+
+
+def _run_episodes(plugins: Any, policy: Any, source: str | Path, runtime: str, adapter: Any, ev: Any, out: Path) -> tuple[dict, dict]:
+    """``{(kind, index): Episode}`` and the drawn trajectories; one line per finished episode (a bar on a terminal)."""
+    import functools
+
+    from tqdm import tqdm
+
+    from polx.eval.rollout import _draw, _EpisodeProgress, _render, plugin_recipe, run_episode, run_in_workers
+
+    jobs = [("test", ev.test_start_seed + i, i) for i in range(ev.n_test)]
+    jobs += [("train", ev.train_start_seed + i, i) for i in range(ev.n_train)]
+    tty = sys.stderr.isatty()
+    say = None if tty else (lambda line: print(f"polx: {line}", file=sys.stderr, flush=True))
+    bar = _EpisodeProgress(len(jobs), tqdm(total=len(jobs), desc="rollout", unit="episode", disable=not tty, leave=False), say)
+    with bar.bar:
+        if ev.n_envs > 1 and len(jobs) > 1:
+            make = functools.partial(_worker_policy, plugin_recipe(plugins), str(source), runtime)
+            done = run_in_workers(make, adapter, ev.max_steps, jobs, ev.n_envs, bar, stop_note="no metrics were written")
+            return done, _draw(plugins, adapter, [done[("test", i)] for i in range(min(ev.n_vis, ev.n_test))], out)
+        done: dict[tuple[str, int], Any] = {}
+        images: dict[str, str] = {}
+        env = adapter.make_env()
+        try:
+            for kind, seed, index in jobs:
+                episode = run_episode(env, policy, seed, ev.max_steps, index)
+                done[(kind, index)] = episode
+                if kind == "test" and index < ev.n_vis:
+                    images.update(_render(plugins, env, episode, out))
+                bar.update(kind, episode)
+        finally:
+            env.close()
+    return done, images

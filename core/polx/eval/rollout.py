@@ -10,6 +10,7 @@ their share; the trajectories to draw are then replayed here from their executed
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import importlib
 import io
 import multiprocessing
@@ -219,29 +220,37 @@ def worker_runtime(recipe, config, adapter, weights: bytes) -> ChunkRuntime:
     return ChunkRuntime(policy.eval(), num_steps=config.eval.num_steps)
 
 
-def _init_worker(recipe, config, adapter, weights: bytes) -> None:
-    _WORKER.update(env=adapter.make_env(), runtime=worker_runtime(recipe, config, adapter, weights), max_steps=config.eval.max_steps)
+def _init_worker(make_runtime: Any, adapter: Any, max_steps: int) -> None:
+    _WORKER.update(env=adapter.make_env(), runtime=make_runtime(), max_steps=max_steps)
 
 
 def _worker_episode(kind: str, seed: int, index: int) -> tuple[str, Episode]:
     return kind, run_episode(_WORKER["env"], _WORKER["runtime"], seed, _WORKER["max_steps"], index)
 
 
-def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
-    n_workers = min(config.eval.n_envs, len(jobs))
+def run_in_workers(
+    make_runtime: Any, adapter: Any, max_steps: int, jobs: list[tuple[str, int, int]], n_workers: int, bar: Any,
+    stop_note: str = "the run's checkpoints are kept, the rollout's episodes are not",
+) -> dict:  # fmt: skip
+    """Episodes ``(kind, seed, index)`` over ``n_workers`` spawned processes, handed out as they finish.
+
+    ``make_runtime`` (picklable, called once per worker) builds the worker's policy runtime: a
+    checkpoint's policy from its weights, an exported policy from its directory, a client of a
+    policy server. Each worker builds its env once. Returns ``{(kind, index): Episode}``; the
+    per-seed results do not depend on ``n_workers`` (each episode seeds its env and its noise).
+    """
+    n_workers = min(n_workers, len(jobs))
     done: dict[tuple[str, int], Episode] = {}
     pool = cf.ProcessPoolExecutor(
         max_workers=n_workers,
         mp_context=multiprocessing.get_context("spawn"),  # no fork of a process holding CUDA / threads
         initializer=_init_worker,
-        initargs=(plugin_recipe(plugins), config, adapter, buffer.getvalue()),
+        initargs=(make_runtime, adapter, max_steps),
     )
     try:
         # SIGTERM (a scheduler's kill, `timeout`), Ctrl-C or a failed episode stops and joins the
         # workers (no episode is worth waiting for); they are never left running
-        with stopping_pool(pool, "the run's checkpoints are kept, the rollout's episodes are not"):
+        with stopping_pool(pool, stop_note):
             futures = [pool.submit(_worker_episode, kind, seed, index) for kind, seed, index in jobs]
             for future in cf.as_completed(futures):
                 kind, episode = future.result()
@@ -253,3 +262,10 @@ def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
             "eval.n_envs=1 runs the rollouts in this process instead"
         ) from None
     return done
+
+
+def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
+    make_runtime = functools.partial(worker_runtime, plugin_recipe(plugins), config, adapter, buffer.getvalue())
+    return run_in_workers(make_runtime, adapter, config.eval.max_steps, jobs, config.eval.n_envs, bar)
