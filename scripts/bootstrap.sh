@@ -22,7 +22,7 @@ echo "bootstrap: installing torch (pinned in constraints.txt)"
 "${pip[@]}" torch torchvision
 echo "bootstrap: installing polx and its plugins"
 extras=""
-[ -n "$dev" ] && extras="[test,onnx]"  # the tests run policy.onnx through onnxruntime
+[ -n "$dev" ] && extras="[test,onnx,ray]"  # the tests run policy.onnx through onnxruntime, rollouts on a local Ray
 "${pip[@]}" -e ".$extras" -e plugins/imf_attnres -e plugins/ddpm_transformer -e plugins/loggers -e plugins/envs
 rm -f .venv/.polx-bootstrap-*
 touch "$stamp"

@@ -182,6 +182,18 @@ def plugin_new(kind: str, name: str, out: Path) -> None:
     click.echo(f"next: pip install -e {root} && polx plugins list && python -m pytest {root / 'tests'}")
 
 
+def _backend_option(what: str) -> Any:
+    return click.option(
+        "--backend", type=click.Choice(["local", "ray"]),
+        help=f"Where {what} run: local processes (eval.n_envs of them, the default) or Ray actors (sets exec.backend; "
+        "pip install 'polx[ray]'; exec.ray_address=auto|HOST:PORT joins a running cluster).",
+    )  # fmt: skip
+
+
+def _with_backend(overrides: tuple[str, ...], backend: str | None) -> tuple[str, ...]:
+    return (*overrides, f"exec.backend={backend}") if backend else overrides
+
+
 # ---------------------------------------------------------------------------------------------
 # train
 
@@ -198,6 +210,7 @@ def plugin_new(kind: str, name: str, out: Path) -> None:
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Exact run directory (default: OUT/<date>/<time>_<head>_<env>).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue the run in this directory from its latest checkpoint.")
 @click.option("--print-config", is_flag=True, help="Print the resolved config and exit.")
+@_backend_option("rollouts")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def train(
     head: str | None,
@@ -211,6 +224,7 @@ def train(
     run_dir: Path | None,
     resume_dir: Path | None,
     print_config: bool,
+    backend: str | None,
     overrides: tuple[str, ...],
 ) -> None:
     """Train a policy, evaluate it by rollouts, log and checkpoint.
@@ -241,7 +255,7 @@ def train(
         out=out if click.get_current_context().get_parameter_source("out") != click.core.ParameterSource.DEFAULT else None,
         run_dir=run_dir,
         resume_dir=resume_dir,
-        overrides=(*overrides, *([f"data.format={dataset_format}"] if dataset_format else [])),
+        overrides=(*_with_backend(overrides, backend), *([f"data.format={dataset_format}"] if dataset_format else [])),
         argv=sys.argv,
         dry_call=not print_config,
     )
@@ -268,14 +282,15 @@ def train(
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Root of run directories.")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Exact run directory (default: OUT/<date>/<time>_<head>_<env>_dagger).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue a killed dagger run from its last finished stage.")
+@_backend_option("labelled rollouts and test rollouts")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def dagger(head, env, objective, dataset, rounds, episodes, loggers, out, run_dir, resume_dir, overrides) -> None:
+def dagger(head, env, objective, dataset, rounds, episodes, loggers, out, run_dir, resume_dir, backend, overrides) -> None:
     """DAgger: train, then round after round roll the policy out, let the env's expert label
     every state it visited, add those steps to the data and keep training.
 
     \b
     Phase I trains on the starting data for train.max_steps. Each round r then:
-      1. rolls the policy out on --episodes fresh seeds (eval.n_envs processes), the expert
+      1. rolls the policy out on --episodes fresh seeds (eval.n_envs workers), the expert
          acting instead with probability dagger.beta * dagger.beta_decay^(r-1);
       2. writes all data so far as RUN/data/round_<r>.zarr (the expert's action is the label);
       3. trains dagger.steps_per_round more steps from round r-1's checkpoint on it;
@@ -292,7 +307,7 @@ def dagger(head, env, objective, dataset, rounds, episodes, loggers, out, run_di
 
     plan = prepare_dagger(
         _plugins(), head=head, env=env, objective=objective, dataset=dataset, rounds=rounds, episodes=episodes,
-        loggers=loggers, out=out, run_dir=run_dir, resume_dir=resume_dir, overrides=overrides, argv=sys.argv,
+        loggers=loggers, out=out, run_dir=run_dir, resume_dir=resume_dir, overrides=_with_backend(overrides, backend), argv=sys.argv,
     )  # fmt: skip
     run_dagger(plan)
 
@@ -385,10 +400,11 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
 @click.option("--episodes", type=click.IntRange(min=1), help="Test episodes (default: the run's eval.n_test).")
 @click.option("--seed", type=int, help="First test seed (default: the run's eval.test_start_seed, 100000).")
 @click.option("--out", type=click.Path(path_type=Path), help="Output directory (default: <run>/eval/<time>, <DIR>/eval/<time>, or eval/<time> for a server).")
+@_backend_option("episodes")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def eval_cmd(
     checkpoint: Path | None, policy: str | None, runtime: str | None, episodes: int | None, seed: int | None, out: Path | None,
-    overrides: tuple[str, ...],
+    backend: str | None, overrides: tuple[str, ...],
 ) -> None:  # fmt: skip
     """Roll out a checkpoint with its saved config, or an exported or served policy; print metrics,
     write metrics.json and PNGs.
@@ -398,7 +414,9 @@ def eval_cmd(
       polx eval --checkpoint runs/<date>/<run>/checkpoints/latest.ckpt
       polx eval --policy exported/pusht --runtime onnx --episodes 50
       polx eval --policy ws://robot-pc:8000            # a policy served by polx serve
+      polx eval --checkpoint CKPT --backend ray eval.n_envs=16 exec.ray_address=auto   # on a Ray cluster
     """
+    overrides = _with_backend(overrides, backend)
     if (checkpoint is None) == (policy is None):
         raise UserInputError("pass exactly one of --checkpoint CKPT and --policy DIR|ws://HOST:PORT")
     if checkpoint is not None:

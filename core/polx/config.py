@@ -250,12 +250,36 @@ class EncoderConfig:
     weight_decay: float = doc("AdamW weight decay of the encoder", default=1e-6, validator=non_negative)
 
 
+def _check_ray_address(value: str | None) -> None:
+    if value is not None and value != "auto" and not re.fullmatch(r"(ray://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", value):
+        raise ValueError(f"ray_address: must be auto, HOST:PORT (or ray://HOST:PORT) or null; got {value!r}")
+
+
+@define(frozen=True, kw_only=True)
+class ExecConfig:
+    """Where parallel work runs: rollouts (in training and polx eval), DAgger collection, sweep cells."""
+
+    backend: str = doc(
+        "local: processes on this machine (eval.n_envs of them); ray: Ray actors and tasks on a Ray cluster "
+        "(pip install 'polx[ray]')",
+        default="local", validator=one_of("local", "ray"),
+    )  # fmt: skip
+    ray_address: str | None = doc(
+        "the Ray cluster: auto (the one `ray start` made on this machine, or RAY_ADDRESS), HOST:PORT of its head; "
+        "null: a Ray started for this command and stopped after it",
+        default=None, validator=lambda inst, attr, value: _check_ray_address(value),
+    )  # fmt: skip
+    cpus_per_cell: float = doc("Ray: CPUs each sweep cell reserves", default=1.0, validator=in_range(0.0, 1024.0))
+    gpus_per_cell: float = doc("Ray: GPUs each sweep cell reserves (fractions share a GPU)", default=0.0, validator=in_range(0.0, 64.0))
+
+
 CORE_SECTIONS: dict[str, type] = {
     "train": TrainConfig,
     "eval": EvalConfig,
     "policy": PolicyConfig,
     "data": DataConfig,
     "encoder": EncoderConfig,
+    "exec": ExecConfig,
 }
 DYNAMIC_SECTIONS = ("head", "objective", "env", "loggers")
 
@@ -270,6 +294,7 @@ class RunConfig:
     policy: PolicyConfig
     data: DataConfig
     encoder: EncoderConfig
+    exec: ExecConfig
     head: Any
     objective: Any
     env: Any

@@ -19,6 +19,7 @@ import yaml
 from polx.config import ConfigError, RunConfig, resolve_config, show
 from polx.data.formats import missing_path_message
 from polx.errors import DatasetError, UserInputError
+from polx.executor import check_backend
 from polx.plugins import PolxPlugins, require
 from polx.base.paths import check_writable_dir
 from polx.runlock import RUN_LOCK
@@ -252,6 +253,7 @@ def prepare_training(
     config = _with_absolute_data_path(config, Path.cwd())
     check_seeds(config)
     check_sample_steps(config)
+    check_backend(config.exec)
     if config.data.path is not None and not Path(config.data.path).exists():
         raise DatasetError(f"{missing_path_message(given)} (data.path / --dataset)")
     if dry_call and not resume:

@@ -9,9 +9,8 @@ are spawned and rebuild plugins, env, expert and policy as the evaluation rollou
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import functools
 import io
-import multiprocessing
 import sys
 from typing import Any
 
@@ -20,11 +19,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from polx.errors import PolxError
 from polx.eval.rollout import plugin_recipe, worker_runtime
 from polx.policy.policy import Policy
 from polx.policy.runtime import ChunkRuntime
-from polx.workers import stopping_pool
 
 
 @attrs.define(kw_only=True)
@@ -80,7 +77,7 @@ def collect(plugins: Any, config: Any, adapter: Any, policy: Policy, seeds: list
     policy.eval()
     try:
         with bar:
-            if config.eval.n_envs == 1 or len(seeds) == 1:
+            if config.exec.backend == "local" and (config.eval.n_envs == 1 or len(seeds) == 1):
                 env, expert = adapter.make_env(), adapter.make_expert()
                 runtime = ChunkRuntime(policy, num_steps=config.eval.num_steps)
                 try:
@@ -96,38 +93,26 @@ def collect(plugins: Any, config: Any, adapter: Any, policy: Policy, seeds: list
         policy.train(was_training)
 
 
-_WORKER: dict[str, Any] = {}
+class LabellingWorker:
+    """A worker of ``polx.executor``: env, expert and the policy built once, then one labelled episode per seed."""
 
+    def __init__(self, recipe: list, config: Any, adapter: Any, weights: bytes, kwargs: dict):
+        self.runtime = worker_runtime(recipe, config, adapter, weights)
+        self.env, self.expert, self.kwargs = adapter.make_env(), adapter.make_expert(), kwargs
 
-def _init_worker(recipe, config, adapter, weights: bytes) -> None:
-    runtime = worker_runtime(recipe, config, adapter, weights)
-    _WORKER.update(env=adapter.make_env(), expert=adapter.make_expert(), runtime=runtime)
-
-
-def _worker_episode(seed: int, kwargs: dict) -> LabelledEpisode:
-    with torch.no_grad():
-        return collect_episode(_WORKER["env"], _WORKER["expert"], _WORKER["runtime"], seed, **kwargs)
+    def __call__(self, seed: int) -> LabelledEpisode:
+        with torch.no_grad():
+            return collect_episode(self.env, self.expert, self.runtime, seed, **self.kwargs)
 
 
 def _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, bar) -> list[LabelledEpisode]:
+    """Through ``exec.backend``'s workers; the round's store is written afterwards, here, by the caller alone."""
+    from polx.executor import executor
+
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
-    done: dict[int, LabelledEpisode] = {}
-    pool = cf.ProcessPoolExecutor(
-        max_workers=min(config.eval.n_envs, len(seeds)),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(plugin_recipe(plugins), config, adapter, buffer.getvalue()),
-    )
-    try:
-        with stopping_pool(pool, "the rounds already finished are kept, this round's rollouts are not"):
-            futures = [pool.submit(_worker_episode, seed, kwargs) for seed in seeds]
-            for future in cf.as_completed(futures):
-                episode = future.result()
-                done[episode.seed] = episode
-                bar.update()
-    except cf.process.BrokenProcessPool:
-        raise PolxError(
-            "a dagger rollout worker died (its traceback, if any, is printed above); eval.n_envs=1 collects in this process"
-        ) from None
-    return [done[seed] for seed in seeds]
+    make_worker = functools.partial(LabellingWorker, plugin_recipe(plugins), config, adapter, buffer.getvalue(), kwargs)
+    return executor(config.exec).map(
+        make_worker, seeds, n_workers=config.eval.n_envs, on_result=lambda seed, episode: bar.update(),
+        stop_note="the rounds already finished are kept, this round's rollouts are not",
+    )  # fmt: skip

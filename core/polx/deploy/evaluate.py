@@ -26,17 +26,18 @@ def is_server(source: str | Path) -> bool:
     return str(source).startswith(("ws://", "wss://"))
 
 
-def env_and_eval(plugins: Any, run_config: dict, overrides: Iterable[str]) -> tuple[Any, Any]:
-    """(env adapter, ``EvalConfig``) from a saved run config and ``env.KEY=VALUE`` / ``eval.KEY=VALUE`` overrides."""
+def env_and_eval(plugins: Any, run_config: dict, overrides: Iterable[str]) -> tuple[Any, Any, Any]:
+    """(env adapter, ``EvalConfig``, ``ExecConfig``) from a saved run config and ``env.*``, ``eval.*``, ``exec.*`` overrides."""
     from polx.config import CORE_SECTIONS, resolve_sections
 
     env_name = (run_config.get("components") or {}).get("env")
     if not env_name:
         raise UserInputError("the policy's config names no env; it cannot be rolled out here")
     comp = plugins.registry.get("env", env_name)
-    tree = {"env": dict(run_config.get("env") or {}), "eval": dict(run_config.get("eval") or {})}
-    sections = resolve_sections({"env": comp.config_cls, "eval": CORE_SECTIONS["eval"]}, tree, overrides, only_schema=True)
-    return comp.build(sections["env"]), sections["eval"]
+    schema = {"env": comp.config_cls, "eval": CORE_SECTIONS["eval"], "exec": CORE_SECTIONS["exec"]}
+    tree = {sec: dict(run_config.get(sec) or {}) for sec in schema}
+    sections = resolve_sections(schema, tree, overrides, only_schema=True)
+    return comp.build(sections["env"]), sections["eval"], sections["exec"]
 
 
 def _check_seeds(ev: Any) -> None:
@@ -51,13 +52,16 @@ def _check_seeds(ev: Any) -> None:
         raise ConfigError(problems)
 
 
-def _settings(plugins: Any, info: dict, overrides: list[str], episodes: int | None, seed: int | None) -> tuple[Any, Any]:
+def _settings(plugins: Any, info: dict, overrides: list[str], episodes: int | None, seed: int | None) -> tuple[Any, Any, Any]:
     import attrs
 
-    adapter, ev = env_and_eval(plugins, info["run_config"], overrides)
+    from polx.executor import check_backend
+
+    adapter, ev, ex = env_and_eval(plugins, info["run_config"], overrides)
     ev = attrs.evolve(ev, n_test=ev.n_test if episodes is None else episodes, test_start_seed=ev.test_start_seed if seed is None else seed)
     _check_seeds(ev)
-    return adapter, ev
+    check_backend(ex)
+    return adapter, ev, ex
 
 
 def default_out(source: str | Path) -> Path:
@@ -90,7 +94,7 @@ def evaluate_policy(
     overrides = list(overrides)
     if not server:  # a bad directory, override or seed exits 2 before the policy loads
         info = artifact.read_config(Path(source))
-        adapter, ev = _settings(plugins, info, overrides, episodes, seed)
+        adapter, ev, ex = _settings(plugins, info, overrides, episodes, seed)
     out = Path(out) if out is not None else default_out(source)
     check_writable_dir(out, "--out")
     if (out / "metrics.json").exists():
@@ -107,11 +111,11 @@ def evaluate_policy(
         policy = load_policy(Path(source), runtime, plugins=plugins)
     try:
         if server:
-            adapter, ev = _settings(plugins, info, overrides, episodes, seed)
+            adapter, ev, ex = _settings(plugins, info, overrides, episodes, seed)
         created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         try:
-            done, images = _run_episodes(plugins, policy, source, runtime, adapter, ev, out)
+            done, images = _run_episodes(plugins, policy, source, runtime, adapter, ev, ex, out)
         except BaseException:
             if created:  # a failed evaluation leaves no half-filled directory behind
                 shutil.rmtree(out, ignore_errors=True)
@@ -158,7 +162,7 @@ def _worker_policy(recipe: list, source: str, runtime: str) -> Any:
     return load_policy(Path(source), runtime, threads=1, plugins=load_recipe(recipe))
 
 
-def _run_episodes(plugins: Any, policy: Any, source: str | Path, runtime: str, adapter: Any, ev: Any, out: Path) -> tuple[dict, dict]:
+def _run_episodes(plugins: Any, policy: Any, source: str | Path, runtime: str, adapter: Any, ev: Any, ex: Any, out: Path) -> tuple[dict, dict]:
     """``{(kind, index): Episode}`` and the drawn trajectories; one line per finished episode (a bar on a terminal)."""
     import functools
 
@@ -172,9 +176,9 @@ def _run_episodes(plugins: Any, policy: Any, source: str | Path, runtime: str, a
     say = None if tty else (lambda line: print(f"polx: {line}", file=sys.stderr, flush=True))
     bar = _EpisodeProgress(len(jobs), tqdm(total=len(jobs), desc="rollout", unit="episode", disable=not tty, leave=False), say)
     with bar.bar:
-        if ev.n_envs > 1 and len(jobs) > 1:
+        if ex.backend != "local" or (ev.n_envs > 1 and len(jobs) > 1):
             make = functools.partial(_worker_policy, plugin_recipe(plugins), str(source), runtime)
-            done = run_in_workers(make, adapter, ev.max_steps, jobs, ev.n_envs, bar, stop_note="no metrics were written")
+            done = run_in_workers(make, adapter, ev.max_steps, jobs, ev.n_envs, bar, stop_note="no metrics were written", exec_config=ex)
             return done, _draw(plugins, adapter, [done[("test", i)] for i in range(min(ev.n_vis, ev.n_test))], out)
         done: dict[tuple[str, int], Any] = {}
         images: dict[str, str] = {}

@@ -19,6 +19,7 @@ from polx.errors import UserInputError
 from polx.eval.rollout import run_rollouts
 from polx.policy.policy import Policy, build_policy, spec_summary
 from polx.base.paths import check_writable_dir
+from polx.executor import check_backend
 from polx.runs import check_sample_steps, check_seeds, config_from_saved
 from polx.base.checkpoint import atomic_write, check_compatible, check_complete, load_checkpoint, load_weights, model_state_from
 from polx.strictjson import dumps_flagged
@@ -64,6 +65,7 @@ def evaluate_checkpoint(
     ev = config.eval
     check_seeds(config)
     check_sample_steps(config)
+    check_backend(config.exec)
 
     out = Path(out) if out is not None else default_out(checkpoint)
     check_writable_dir(out, "--out")

@@ -1,22 +1,21 @@
 """Rollouts: ``eval.n_test`` test seeds and ``eval.n_train`` train seeds, over ``eval.n_envs`` processes.
 
 Each episode resets its env and the policy's sampling noise with the episode's seed, so the
-results do not depend on how episodes are spread over processes. With ``n_envs == 1`` everything
-runs in this process, on the policy's device. Otherwise spawned workers each rebuild the same
-plugin set, the policy (on CPU, from its weights) and an env from the pickled adapter, and run
-their share; the trajectories to draw are then replayed here from their executed actions.
+results do not depend on how episodes are spread over processes. With ``n_envs == 1`` (and
+``exec.backend=local``) everything runs in this process, on the policy's device. Otherwise the
+workers of ``polx.executor`` (spawned processes, or Ray actors with ``exec.backend=ray``) each
+rebuild the same plugin set, the policy (on CPU, from its weights) and an env from the pickled
+adapter, and run episodes as they are handed out; the trajectories to draw are then replayed
+here from their executed actions.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import functools
 import importlib
 import io
-import multiprocessing
 import os
 import warnings
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,7 +32,6 @@ from polx.eval.metrics import episode_caption, episode_score, summarize
 from polx.plugins import CORE_PLUGIN_NAME, load_plugins
 from polx.policy.policy import Policy, build_policy
 from polx.policy.runtime import ChunkRuntime
-from polx.workers import stopping_pool
 
 
 @attrs.define(kw_only=True)
@@ -98,7 +96,7 @@ def run_rollouts(
     try:
         bar = _EpisodeProgress(len(jobs), tqdm(total=len(jobs), desc="rollout", unit="episode", disable=not progress, leave=False), say)
         with bar.bar:
-            if ev.n_envs == 1 or len(jobs) <= 1:
+            if config.exec.backend == "local" and (ev.n_envs == 1 or len(jobs) <= 1):
                 done, images = _run_here(plugins, config, adapter, policy, jobs, media_dir, bar)
             else:
                 done = _run_in_workers(plugins, config, adapter, policy, jobs, bar)
@@ -207,9 +205,6 @@ def load_recipe(recipe: list[tuple[str, Any]]) -> Any:
     return load_plugins(entry_points=[], extra=extra)
 
 
-_WORKER: dict[str, Any] = {}
-
-
 def worker_runtime(recipe, config, adapter, weights: bytes) -> ChunkRuntime:
     """In a spawned worker: one torch thread, the plugin set rebuilt, the policy from its weights."""
     torch.set_num_threads(1)  # n_envs processes share the cores
@@ -220,52 +215,42 @@ def worker_runtime(recipe, config, adapter, weights: bytes) -> ChunkRuntime:
     return ChunkRuntime(policy.eval(), num_steps=config.eval.num_steps)
 
 
-def _init_worker(make_runtime: Any, adapter: Any, max_steps: int) -> None:
-    _WORKER.update(env=adapter.make_env(), runtime=make_runtime(), max_steps=max_steps)
+class EpisodeWorker:
+    """A worker of ``polx.executor``: its env and policy runtime built once, then one episode per job ``(kind, seed, index)``."""
 
+    def __init__(self, make_runtime: Any, adapter: Any, max_steps: int):
+        self.env, self.runtime, self.max_steps = adapter.make_env(), make_runtime(), max_steps
 
-def _worker_episode(kind: str, seed: int, index: int) -> tuple[str, Episode]:
-    return kind, run_episode(_WORKER["env"], _WORKER["runtime"], seed, _WORKER["max_steps"], index)
+    def __call__(self, job: tuple[str, int, int]) -> Episode:
+        kind, seed, index = job
+        with torch.no_grad():
+            return run_episode(self.env, self.runtime, seed, self.max_steps, index)
 
 
 def run_in_workers(
     make_runtime: Any, adapter: Any, max_steps: int, jobs: list[tuple[str, int, int]], n_workers: int, bar: Any,
-    stop_note: str = "the run's checkpoints are kept, the rollout's episodes are not",
+    stop_note: str = "the run's checkpoints are kept, the rollout's episodes are not", exec_config: Any = None,
 ) -> dict:  # fmt: skip
-    """Episodes ``(kind, seed, index)`` over ``n_workers`` spawned processes, handed out as they finish.
+    """Episodes ``(kind, seed, index)`` over ``n_workers`` workers of ``exec.backend`` (spawned processes, or Ray actors).
 
     ``make_runtime`` (picklable, called once per worker) builds the worker's policy runtime: a
     checkpoint's policy from its weights, an exported policy from its directory, a client of a
     policy server. Each worker builds its env once. Returns ``{(kind, index): Episode}``; the
-    per-seed results do not depend on ``n_workers`` (each episode seeds its env and its noise).
+    per-seed results depend neither on ``n_workers`` nor on the backend (each episode seeds its
+    env and its noise).
     """
-    n_workers = min(n_workers, len(jobs))
-    done: dict[tuple[str, int], Episode] = {}
-    pool = cf.ProcessPoolExecutor(
-        max_workers=n_workers,
-        mp_context=multiprocessing.get_context("spawn"),  # no fork of a process holding CUDA / threads
-        initializer=_init_worker,
-        initargs=(make_runtime, adapter, max_steps),
+    from polx.config import ExecConfig
+    from polx.executor import executor
+
+    make_worker = functools.partial(EpisodeWorker, make_runtime, adapter, max_steps)
+    results = executor(exec_config or ExecConfig()).map(
+        make_worker, jobs, n_workers=n_workers, on_result=lambda job, episode: bar.update(job[0], episode), stop_note=stop_note
     )
-    try:
-        # SIGTERM (a scheduler's kill, `timeout`), Ctrl-C or a failed episode stops and joins the
-        # workers (no episode is worth waiting for); they are never left running
-        with stopping_pool(pool, stop_note):
-            futures = [pool.submit(_worker_episode, kind, seed, index) for kind, seed, index in jobs]
-            for future in cf.as_completed(futures):
-                kind, episode = future.result()
-                done[(kind, episode.index)] = episode
-                bar.update(kind, episode)
-    except BrokenProcessPool:
-        raise PolxError(
-            "a rollout worker process died (its traceback, if any, is printed above); "
-            "eval.n_envs=1 runs the rollouts in this process instead"
-        ) from None
-    return done
+    return {(kind, index): episode for (kind, _, index), episode in zip(jobs, results)}
 
 
 def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
     make_runtime = functools.partial(worker_runtime, plugin_recipe(plugins), config, adapter, buffer.getvalue())
-    return run_in_workers(make_runtime, adapter, config.eval.max_steps, jobs, config.eval.n_envs, bar)
+    return run_in_workers(make_runtime, adapter, config.eval.max_steps, jobs, config.eval.n_envs, bar, exec_config=config.exec)
