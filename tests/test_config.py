@@ -151,8 +151,8 @@ def test_every_resolver_reads_an_override_as_resolve_config_does(shipped, n_test
     good = [f"eval.n_test={n_test}", f"eval.max_steps={max_steps}", "env.obs_type=keypoints"]
     run = resolve_config(shipped, head="imf_attnres", env="pusht", overrides=good)
     saved = yaml.safe_load(run.to_yaml())
-    adapter, ev = env_and_eval(shipped, saved, good)
-    assert ev == run.eval and adapter.config == run.env
+    adapter, ev, ex = env_and_eval(shipped, saved, good)
+    assert ev == run.eval and adapter.config == run.env and ex == run.exec
 
     problems = []
     for call in (
@@ -172,7 +172,7 @@ def test_a_scoped_resolver_refuses_an_override_outside_its_sections_by_name(ship
     from polx.runs import build_env_adapter
 
     saved = yaml.safe_load(resolve_config(shipped, head="imf_attnres", env="pusht").to_yaml())
-    with pytest.raises(UserInputError, match=r"'train.lr=0.1': only env.KEY=VALUE and eval.KEY=VALUE overrides apply here"):
+    with pytest.raises(UserInputError, match=r"'train.lr=0.1': only env.KEY=VALUE, eval.KEY=VALUE and exec.KEY=VALUE overrides apply here"):
         env_and_eval(shipped, saved, ["train.lr=0.1"])
     with pytest.raises(UserInputError, match=r"'eval.n_test=3': only env.KEY=VALUE overrides apply here"):
         build_env_adapter(shipped, "pusht", ["eval.n_test=3"])

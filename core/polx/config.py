@@ -626,7 +626,8 @@ def resolve_sections(
     for text in overrides:
         keys, value = parse_override(text)
         if only_schema and (keys[0] not in tops or len(keys) < 2):
-            allowed = " and ".join(f"{top}.KEY=VALUE" for top in tops)
+            names = [f"{top}.KEY=VALUE" for top in tops]
+            allowed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
             raise UserInputError(f"{text!r}: only {allowed} overrides apply here")
         tree = set_dotted(dict(tree), keys, value)
     problems = unknown_keys(tree, schema)
