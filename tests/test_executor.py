@@ -36,10 +36,22 @@ ray = pytest.importorskip("ray", reason="the Ray backend's tests need Ray (scrip
 TESTS = Path(__file__).parent
 
 
+def toy_site(root: Path) -> dict:
+    """Environment variables under which the toy plugin is an installed distribution (entry point ``toy``)."""
+    info = root / "site" / "polx_toy-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: polx-toy\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[polx]\ntoy = toy_plugin\n")
+    path = os.pathsep.join([str(root / "site"), str(TESTS), os.environ.get("PYTHONPATH", "")])
+    return {"PYTHONPATH": path, "POLX_DISABLE_PLUGINS": "envs,imf_attnres,ddpm_transformer"}
+
+
 @pytest.fixture(scope="module")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
+    """A local Ray of 2 CPUs whose workers (and the ``polx train`` cells they start) see the toy plugin."""
     if not ray.is_initialized():
-        env = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+        env = toy_site(tmp_path_factory.mktemp("ray"))
+        env.pop("POLX_DISABLE_PLUGINS")  # the workers also build the shipped PushT env
         ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", runtime_env={"env_vars": env})
     yield ray
     ray.shutdown()
@@ -183,3 +195,63 @@ def test_dagger_labelled_rollouts_on_ray_equal_the_local_ones(ray_cluster) -> No
         assert sorted(a.arrays) == sorted(b.arrays)
         for key in a.arrays:
             np.testing.assert_array_equal(a.arrays[key], b.arrays[key])
+
+
+# --- sweeps: each cell a Ray task running ``polx train``
+
+
+def test_a_sweep_on_ray_writes_the_same_cells_and_summary_and_resumes(tmp_path: Path) -> None:
+    """``polx sweep --backend ray`` (a Ray started for the command): every cell finished in its run
+    directory, the summary as a local sweep writes it, and a second run finds nothing to do."""
+    env = {**os.environ, **toy_site(tmp_path)}
+    base = toy_plugin.toy_overrides(tmp_path / "cache", "train.max_steps=4", "train.val_every=0", "eval.rollout_every=0",
+                                    "eval.n_test=2", "eval.n_train=0", "eval.n_vis=0", "eval.max_steps=8", "train.checkpoint_every=0")  # fmt: skip
+    cmd = [sys.executable, "-m", "polx", "sweep", "--head", "toy_mlp", "--env", "toy_reach", "--out", str(tmp_path / "runs"),
+           "--name", "grid", "--grid", "head.hidden=8,16", "--backend", "ray", "exec.cpus_per_cell=1", *base]  # fmt: skip
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "as Ray tasks of 1 CPU, 0 GPU" in done.stdout and done.stdout.count("[sweep] done:") == 2
+    root = tmp_path / "runs" / "sweeps" / "grid"
+    rows = (root / "summary.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",finished," in row for row in rows[1:])
+    for hidden in ("8", "16"):
+        config = (root / f"head.hidden={hidden}" / "config.yaml").read_text()
+        assert f"hidden: {hidden}" in config and "backend: local" in config  # a cell's own rollouts: its own processes
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "2 finished, running 0" in again.stdout, again.stdout + again.stderr
+
+
+def test_a_cell_whose_ray_worker_dies_is_reported_failed_and_the_next_run_finishes_it(ray_cluster, tmp_path: Path) -> None:
+    import threading
+
+    import psutil
+
+    from polx.sweep import cell_status, cells, run_cells
+
+    (cell,) = cells({"head.hidden": ["8"]}, tmp_path / "sweep")
+    overrides = toy_plugin.toy_overrides(tmp_path / "cache", "train.max_steps=400000", "train.val_every=0", "eval.rollout_every=0",
+                                         "eval.at_end=false", "train.checkpoint_every=50")  # fmt: skip
+    killed: list[int] = []
+
+    def kill_the_worker() -> None:  # once the cell's training has written a checkpoint: SIGKILL the Ray worker running it
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not (cell.dir / "checkpoints" / "latest.ckpt").is_file():
+            time.sleep(0.2)
+        for proc in psutil.process_iter(["cmdline"]):
+            if str(cell.dir) in " ".join(proc.info["cmdline"] or []) and "train" in (proc.info["cmdline"] or []):
+                killed.append(proc.parent().pid)
+                proc.parent().kill()
+                return
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    codes = run_cells([cell], ["--head", "toy_mlp", "--env", "toy_reach"], overrides, 1, tmp_path / "logs", ExecConfig(backend="ray"))
+    killer.join()
+    assert killed and codes == {cell.label: -1}
+    deadline = time.monotonic() + 60  # the training died with its worker (PR_SET_PDEATHSIG) and let go of its run
+    while time.monotonic() < deadline and cell_status(cell) == "running":
+        time.sleep(0.2)
+    assert cell_status(cell) == "resumable"
+    short = [o for o in overrides if not o.startswith("train.max_steps=")] + ["train.max_steps=60"]
+    assert run_cells([cell], ["--head", "toy_mlp", "--env", "toy_reach"], short, 1, tmp_path / "logs", ExecConfig(backend="ray")) == {cell.label: 0}
+    assert cell_status(cell) == "finished"

@@ -329,8 +329,9 @@ def dagger(head, env, objective, dataset, rounds, episodes, loggers, out, run_di
 @click.option("--shard", metavar="I/N", help="Run only cells I, I+N, I+2N, ... (spread one grid over N machines).")
 @click.option("--summarize-only", is_flag=True, help="Write summary.csv and heatmap.png from finished cells; train nothing.")
 @click.option("--logger", "loggers", multiple=True, help="Extra logger for every run (repeatable).")
+@_backend_option("cells")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, shard, summarize_only, loggers, overrides) -> None:
+def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, shard, summarize_only, loggers, backend, overrides) -> None:
     """Train a grid of configurations, K at a time; finished runs are skipped on re-run.
 
     \b
@@ -339,13 +340,16 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
                  --grid head.n_layer=6,12,18 --parallel 3 train.max_steps=5000
     Writes OUT/sweeps/NAME/<cell>/ run directories, summary.csv and heatmap.png (METRIC).
     On several machines sharing OUT: the same command with --shard 0/3, 1/3, 2/3, one per
-    machine, then --summarize-only once they are done.
+    machine, then --summarize-only once they are done. Or on a Ray cluster (OUT on a filesystem
+    every node sees), each cell a Ray task with exec.cpus_per_cell / exec.gpus_per_cell:
+      polx sweep ... --backend ray exec.ray_address=auto exec.gpus_per_cell=1
     """
     import hashlib
 
     from polx.runs import prepare_training
     from polx.sweep import cell_status, cells, lock_shard, parse_grid, parse_shard, run_cells, summarize, sweep_name
 
+    overrides = _with_backend(overrides, backend)
     grid = parse_grid(grids)
     index, count = parse_shard(shard)
     plugins_ = _plugins(warn_broken=True)
@@ -371,11 +375,13 @@ def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, sha
     if not summarize_only:
         mine = [c for i, c in enumerate(all_cells) if i % count == index]
         todo = [c for c in mine if cell_status(c) != "finished"]
-        click.echo(f"sweep {root}: {len(all_cells)} cells, {len(mine) - len(todo)} finished, running {len(todo)} ({parallel} at once)")
+        ex = plans[0].config.exec
+        pace = f"as Ray tasks of {ex.cpus_per_cell:g} CPU, {ex.gpus_per_cell:g} GPU" if ex.backend == "ray" else f"{parallel} at once"
+        click.echo(f"sweep {root}: {len(all_cells)} cells, {len(mine) - len(todo)} finished, running {len(todo)} ({pace})")
         root.mkdir(parents=True, exist_ok=True)
         shard_lock = lock_shard(root, index, count)  # the same sweep started twice: the second stops here
         try:
-            codes = run_cells(todo, base_args, list(overrides), parallel, root / "logs")
+            codes = run_cells(todo, base_args, list(overrides), parallel, root / "logs", ex)
         finally:
             shard_lock.release()
         failed = [label for label, code in codes.items() if code != 0]

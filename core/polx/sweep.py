@@ -10,6 +10,13 @@ A sweep never touches a cell another process is writing (its run directory's loc
 status ``running``), and one shard of one sweep runs in one process at a time (a lock file in
 the sweep directory). SIGTERM or SIGINT stops the sweep's cells (they keep their last
 checkpoints) and starts no more; the same command later resumes them.
+
+With ``exec.backend=ray`` (``--backend ray``) each cell is a Ray task reserving
+``exec.cpus_per_cell`` CPUs and ``exec.gpus_per_cell`` GPUs, which runs the same ``polx train``
+process on whichever node has them (the run directories must be on a filesystem every node
+sees); the cluster's resources, not ``--parallel``, pace the cells, and each cell's own rollouts
+run in its own processes. A cell whose Ray worker dies is reported failed; the same command
+resumes it from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -128,17 +135,81 @@ class SweepStopped(PolxError):
     """SIGTERM reached the sweep: its running cells were stopped, none started after."""
 
 
-def run_cells(todo: list[Cell], base_args: list[str], overrides: list[str], parallel: int, log_dir: Path) -> dict[str, int]:
-    """Run ``todo`` with at most ``parallel`` processes; returns label -> exit code.
+def _die_with_parent() -> None:
+    """In a cell's ``polx train`` started by a Ray task: SIGTERM when the task's worker dies (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_cell_process(args: list[str], log_path: str) -> int:
+    """One cell as a Ray task: ``python -m polx train ARGS`` on the node that runs it, output appended
+    to ``log_path``; returns its exit code. Cancelled (the sweep stopped): SIGTERM to the training,
+    which keeps its last checkpoint, and the task ends once it has exited."""
+    cmd = [sys.executable, "-m", "polx", "train", *args]
+    with open(log_path, "a") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+        try:
+            return proc.wait()
+        except BaseException:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+
+
+class _RayCells:
+    """Cells as Ray tasks with the cell's resources (``exec.*``)."""
+
+    def __init__(self, exec_config: Any):
+        from polx.executor.ray_backend import connect
+
+        self.ray = connect(exec_config.ray_address)
+        self.task = self.ray.remote(run_cell_process).options(
+            num_cpus=exec_config.cpus_per_cell, num_gpus=exec_config.gpus_per_cell, max_retries=0
+        )
+
+    def start(self, args: list[str], log_path: Path) -> Any:
+        return self.task.remote([*args, "exec.backend=local"], str(log_path))  # a cell's own rollouts: its own processes
+
+    def wait(self, ref: Any) -> tuple[int | None, str]:
+        """(exit code, or None when the task did not finish: cancelled or its worker died; why)."""
+        from ray.exceptions import RayError, TaskCancelledError
+
+        try:
+            return self.ray.get(ref), ""
+        except TaskCancelledError:
+            return None, "cancelled"
+        except RayError as exc:
+            return None, f"its Ray worker failed: {type(exc).__name__}"
+
+    def stop(self, ref: Any) -> None:
+        self.ray.cancel(ref)  # KeyboardInterrupt in the task: it stops its training (SIGTERM) and waits
+
+
+def run_cells(
+    todo: list[Cell], base_args: list[str], overrides: list[str], parallel: int, log_dir: Path, exec_config: Any = None
+) -> dict[str, int]:
+    """Run ``todo`` with at most ``parallel`` processes (or as Ray tasks: ``exec.backend=ray``); returns label -> exit code.
 
     A cell another process runs is skipped (not in the result). On SIGTERM or SIGINT (handled
     when called from the main thread) the running cells get SIGTERM, no new one starts, and the
     sweep raises ``SweepStopped`` (SIGTERM) or ``KeyboardInterrupt`` (SIGINT) once they are gone.
+    A Ray cell whose task did not finish (its worker died) is reported failed, with exit code -1.
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     stopping = threading.Event()
     guard = threading.Lock()
     running: set[subprocess.Popen] = set()
+    on_ray = _RayCells(exec_config) if todo and exec_config is not None and exec_config.backend == "ray" else None
+    tasks: set[Any] = set()
 
     def one(cell: Cell) -> tuple[str, int | None]:
         with guard:
@@ -147,6 +218,18 @@ def run_cells(todo: list[Cell], base_args: list[str], overrides: list[str], para
                 if not stopping.is_set():
                     print(f"[sweep] skipped, another process is running it (PID {run_dir_holder(cell.dir)}): {cell.label}", flush=True)
                 return cell.label, None
+            if on_ray is not None:
+                ref = on_ray.start(cmd[4:], log_dir / f"{cell.dir.name}.log")  # cmd: python -m polx train ARGS
+                tasks.add(ref)
+        if on_ray is not None:
+            code, why = on_ray.wait(ref)
+            with guard:
+                tasks.discard(ref)
+            code = -1 if code is None else code
+            verdict = "done" if code == 0 else "stopped" if stopping.is_set() else f"FAILED ({why or f'exit {code}'})"
+            print(f"[sweep] {verdict}: {cell.label}", flush=True)
+            return cell.label, code
+        with guard:
             log = open(log_dir / f"{cell.dir.name}.log", "a")
             log.write("$ " + " ".join(cmd) + "\n")
             log.flush()
@@ -167,6 +250,8 @@ def run_cells(todo: list[Cell], base_args: list[str], overrides: list[str], para
         with guard:  # no cell starts after this
             for proc in running:
                 proc.send_signal(signal.SIGTERM)
+            for ref in tasks:
+                on_ray.stop(ref)
         raise KeyboardInterrupt if signum == signal.SIGINT else SweepStopped(
             f"sweep stopped by {signal.Signals(signum).name}: its running cells were stopped (each keeps its last "
             "checkpoint) and no new one started; run the same command again to continue"
@@ -175,7 +260,7 @@ def run_cells(todo: list[Cell], base_args: list[str], overrides: list[str], para
     handlers = {}
     if threading.current_thread() is threading.main_thread():
         handlers = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    pool = ThreadPoolExecutor(max_workers=parallel)
+    pool = ThreadPoolExecutor(max_workers=max(1, len(todo)) if on_ray is not None else parallel)  # Ray paces its cells
     try:
         results = dict(pool.map(one, todo))
     finally:
