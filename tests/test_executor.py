@@ -4,6 +4,8 @@ backend's failures reach the user as clear errors before work starts.
 
 Ray is real here: a local Ray of 2 CPUs started once for the module (``ray.init``), its workers
 finding the tests' toy plugin through PYTHONPATH, as a cluster's workers find an installed plugin.
+The tests that start many actors (a killed actor replaced, DAgger collection, sweeps) are marked
+``slow``: ``pytest -m "slow or not slow" tests/test_executor.py`` runs them all.
 """
 
 from __future__ import annotations
@@ -78,8 +80,8 @@ def _with(config, n_test: int, start: int, backend: str, n_envs: int):
     )
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n_test=st.integers(1, 4), start=st.integers(100000, 100200))
+@settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n_test=st.integers(1, 3), start=st.integers(100000, 100200))
 def test_ray_and_local_backends_give_the_same_per_seed_rewards(ray_cluster, setup, n_test, start) -> None:
     plugins, config, adapter, policy = setup
     here = run_rollouts(plugins, _with(config, n_test, start, "local", 1), adapter, policy)
@@ -97,6 +99,7 @@ def _make_worker(plugins, config, adapter, policy):
     return functools.partial(EpisodeWorker, make_runtime, adapter, config.eval.max_steps)
 
 
+@pytest.mark.slow  # Ray actors each import torch and build their policy: a minute or more on 2 cores
 def test_an_actor_killed_mid_evaluation_has_its_episode_rerun_and_counted_once(ray_cluster, setup) -> None:
     from polx.executor.ray_backend import ACTOR_PREFIX, RayExecutor
 
@@ -168,6 +171,7 @@ def test_a_malformed_ray_address_is_a_config_error(address: str) -> None:
         resolve_config(toy_plugin.toy_plugins(), head="toy_mlp", env="toy_reach", overrides=["exec.backend=slurm"])
 
 
+@pytest.mark.slow  # Ray actors each import torch and build their policy: a minute or more on 2 cores
 def test_dagger_labelled_rollouts_on_ray_equal_the_local_ones(ray_cluster) -> None:
     """DAgger collection (the PushT expert labelling every visited state) through the Ray backend:
     the same labelled episodes, seed by seed, as collected in this process."""
@@ -200,6 +204,7 @@ def test_dagger_labelled_rollouts_on_ray_equal_the_local_ones(ray_cluster) -> No
 # --- sweeps: each cell a Ray task running ``polx train``
 
 
+@pytest.mark.slow  # Ray actors each import torch and build their policy: a minute or more on 2 cores
 def test_a_sweep_on_ray_writes_the_same_cells_and_summary_and_resumes(tmp_path: Path) -> None:
     """``polx sweep --backend ray`` (a Ray started for the command): every cell finished in its run
     directory, the summary as a local sweep writes it, and a second run finds nothing to do."""
@@ -221,6 +226,7 @@ def test_a_sweep_on_ray_writes_the_same_cells_and_summary_and_resumes(tmp_path: 
     assert again.returncode == 0 and "2 finished, running 0" in again.stdout, again.stdout + again.stderr
 
 
+@pytest.mark.slow  # Ray actors each import torch and build their policy: a minute or more on 2 cores
 def test_a_cell_whose_ray_worker_dies_is_reported_failed_and_the_next_run_finishes_it(ray_cluster, tmp_path: Path) -> None:
     import threading
 

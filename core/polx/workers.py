@@ -53,6 +53,12 @@ def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
         if process.is_alive():
             process.kill()
             process.join(timeout=5)
+    # let the executor's manager thread see its workers gone and close its wakeup pipe now: left
+    # winding down, it can close that pipe while the interpreter's exit hook writes to it, which
+    # prints an "OSError: Bad file descriptor" traceback on the way out (CPython 3.11)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=10)
 
 
 @contextmanager
