@@ -182,11 +182,11 @@ def plugin_new(kind: str, name: str, out: Path) -> None:
     click.echo(f"next: pip install -e {root} && polx plugins list && python -m pytest {root / 'tests'}")
 
 
-def _backend_option(what: str) -> Any:
+def _backend_option(what: str, local: str = "local processes (eval.n_envs of them, the default)", ray: str = "Ray actors") -> Any:
     return click.option(
         "--backend", type=click.Choice(["local", "ray"]),
-        help=f"Where {what} run: local processes (eval.n_envs of them, the default) or Ray actors (sets exec.backend; "
-        "pip install 'polx[ray]'; exec.ray_address=auto|HOST:PORT joins a running cluster).",
+        help=f"Where {what} run: {local} or {ray} (sets exec.backend; "
+        "pip install 'polx[ray]'; exec.ray_address=auto|HOST:PORT joins a running cluster, default: a Ray started for the command).",
     )  # fmt: skip
 
 
@@ -329,7 +329,8 @@ def dagger(head, env, objective, dataset, rounds, episodes, loggers, out, run_di
 @click.option("--shard", metavar="I/N", help="Run only cells I, I+N, I+2N, ... (spread one grid over N machines).")
 @click.option("--summarize-only", is_flag=True, help="Write summary.csv and heatmap.png from finished cells; train nothing.")
 @click.option("--logger", "loggers", multiple=True, help="Extra logger for every run (repeatable).")
-@_backend_option("cells")
+@_backend_option("cells", local="local processes (--parallel at once, the default)",
+                 ray="Ray tasks of exec.cpus_per_cell CPUs and exec.gpus_per_cell GPUs each")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
 def sweep(head, env, objective, dataset, grids, parallel, metric, out, name, shard, summarize_only, loggers, backend, overrides) -> None:
     """Train a grid of configurations, K at a time; finished runs are skipped on re-run.
