@@ -171,11 +171,7 @@ def test_a_malformed_ray_address_is_a_config_error(address: str) -> None:
         resolve_config(toy_plugin.toy_plugins(), head="toy_mlp", env="toy_reach", overrides=["exec.backend=slurm"])
 
 
-@pytest.mark.slow  # Ray actors each import torch and build their policy: a minute or more on 2 cores
-def test_dagger_labelled_rollouts_on_ray_equal_the_local_ones(ray_cluster) -> None:
-    """DAgger collection (the PushT expert labelling every visited state) through the Ray backend:
-    the same labelled episodes, seed by seed, as collected in this process."""
-    from polx.dagger.collect import collect
+def _pusht_policy():
     from polx.plugins import load_plugins
     from polx.policy.encoder import obs_keys
 
@@ -188,7 +184,27 @@ def test_dagger_labelled_rollouts_on_ray_equal_the_local_ones(ray_cluster) -> No
     data = {key: rng.random((32, *adapter.shape_meta["obs"][key]["shape"])) * 512 for key in low_dim}
     data["action"] = rng.random((32, *adapter.shape_meta["action"]["shape"])) * 512
     torch.manual_seed(0)
-    policy = build_policy(plugins, config, adapter.shape_meta, Normalizer.fit(data, identity_keys=rgb))
+    return plugins, config, adapter, build_policy(plugins, config, adapter.shape_meta, Normalizer.fit(data, identity_keys=rgb))
+
+
+def test_dagger_collection_without_a_terminal_prints_one_line_per_episode(capsys) -> None:
+    from polx.dagger.collect import collect
+
+    plugins, config, adapter, policy = _pusht_policy()
+    config = attrs.evolve(config, eval=attrs.evolve(config.eval, n_envs=1))
+    episodes = collect(plugins, config, adapter, policy, [200000, 200001], beta=0.5, max_steps=6, threshold=0.1, progress=True)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("polx: dagger rollout")]
+    assert len(lines) == 2 and lines[1].startswith("polx: dagger rollout 2/2: seed 200001")
+    assert all(f"{e.steps} steps, the expert in control on {e.expert_steps}" in line for e, line in zip(episodes, lines))
+
+
+@pytest.mark.slow  # Ray actors each import torch and build their policy: a minute or more on 2 cores
+def test_dagger_labelled_rollouts_on_ray_equal_the_local_ones(ray_cluster) -> None:
+    """DAgger collection (the PushT expert labelling every visited state) through the Ray backend:
+    the same labelled episodes, seed by seed, as collected in this process."""
+    from polx.dagger.collect import collect
+
+    plugins, config, adapter, policy = _pusht_policy()
     kwargs = dict(beta=0.5, max_steps=12, threshold=0.1, progress=False)
     seeds = [200000, 200001, 200002]
     here = collect(plugins, attrs.evolve(config, eval=attrs.evolve(config.eval, n_envs=1)), adapter, policy, seeds, **kwargs)

@@ -72,7 +72,21 @@ def collect_episode(env: Any, expert: Any, runtime: ChunkRuntime, seed: int, *, 
 def collect(plugins: Any, config: Any, adapter: Any, policy: Policy, seeds: list[int], *, beta: float, max_steps: int, threshold: float, progress: bool = True) -> list[LabelledEpisode]:
     """Labelled episodes for ``seeds``, in seed order, over ``config.eval.n_envs`` processes."""
     kwargs = dict(beta=beta, max_steps=max_steps, threshold=threshold)
-    bar = tqdm(total=len(seeds), desc="dagger rollouts", unit="episode", disable=not progress, file=sys.stderr, leave=False)
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(seeds), desc="dagger rollouts", unit="episode", disable=not (progress and tty), file=sys.stderr, leave=False)
+    count = 0
+
+    def tick(seed: int, episode: LabelledEpisode) -> None:  # a bar on a terminal, one line per episode in a log file
+        nonlocal count
+        count += 1
+        bar.update()
+        if progress and not tty:
+            print(
+                f"polx: dagger rollout {count}/{len(seeds)}: seed {seed}, max reward {episode.max_reward:.3f}, "
+                f"{episode.steps} steps, the expert in control on {episode.expert_steps}",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+
     was_training = policy.training
     policy.eval()
     try:
@@ -84,11 +98,11 @@ def collect(plugins: Any, config: Any, adapter: Any, policy: Policy, seeds: list
                     done = []
                     for seed in seeds:
                         done.append(collect_episode(env, expert, runtime, seed, **kwargs))
-                        bar.update()
+                        tick(seed, done[-1])
                     return done
                 finally:
                     env.close()
-            return _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, bar)
+            return _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, tick)
     finally:
         policy.train(was_training)
 
@@ -105,7 +119,7 @@ class LabellingWorker:
             return collect_episode(self.env, self.expert, self.runtime, seed, **self.kwargs)
 
 
-def _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, bar) -> list[LabelledEpisode]:
+def _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, tick) -> list[LabelledEpisode]:
     """Through ``exec.backend``'s workers; the round's store is written afterwards, here, by the caller alone."""
     from polx.executor import executor
 
@@ -113,6 +127,6 @@ def _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, bar) ->
     torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
     make_worker = functools.partial(LabellingWorker, plugin_recipe(plugins), config, adapter, buffer.getvalue(), kwargs)
     return executor(config.exec).map(
-        make_worker, seeds, n_workers=config.eval.n_envs, on_result=lambda seed, episode: bar.update(),
+        make_worker, seeds, n_workers=config.eval.n_envs, on_result=tick,
         stop_note="the rounds already finished are kept, this round's rollouts are not",
     )  # fmt: skip
