@@ -38,7 +38,7 @@ def plugins():
 def options_of(config, kind) -> list[str]:
     """Dotted keys of the resolved config's options of type ``kind`` (or ``kind | None``)."""
     keys = []
-    for section in ("train", "eval", "policy", "data", "encoder", "head", "objective", "env"):
+    for section in ("train", "eval", "policy", "data", "encoder", "exec", "head", "objective", "env"):
         for field in attrs.fields(type(getattr(config, section))):
             optional = typing.get_origin(field.type) in (typing.Union, types.UnionType) and set(typing.get_args(field.type)) == {kind, type(None)}
             if field.type in (kind, kind.__name__, f"{kind.__name__} | None") or optional:
@@ -46,14 +46,16 @@ def options_of(config, kind) -> list[str]:
     return keys
 
 
-@pytest.mark.parametrize("head", HEADS)
-def test_every_integer_option_refuses_ten_to_the_thirty_naming_itself(plugins, head):
-    config = resolve_config(plugins, head=head, env="pusht")
+@pytest.mark.parametrize("head, env", [(HEADS[0], "pusht"), (HEADS[1], "pusht"), (HEADS[0], "roboimi")])
+def test_every_integer_option_refuses_ten_to_the_thirty_naming_itself(plugins, head, env):
+    if env not in plugins.registry.names("env"):
+        pytest.skip(f"needs the env {env}")
+    config = resolve_config(plugins, head=head, env=env)
     keys = options_of(config, int)
     assert {"train.batch_size", "train.threads", "policy.horizon", "head.n_emb", "head.n_layer", "eval.n_test"} <= set(keys)
     for key in keys:
         with pytest.raises(ConfigError) as err:
-            resolve_config(plugins, head=head, env="pusht", overrides=[f"{key}={10**30}"])
+            resolve_config(plugins, head=head, env=env, overrides=[f"{key}={10**30}"])
         assert any(line.startswith(f"{key}: ") for line in err.value.problems), (key, err.value.problems)
         assert "31-digit integer" in str(err.value) or "must lie in" in str(err.value), str(err.value)
 
@@ -123,3 +125,19 @@ def test_the_cli_exits_2_before_a_run_directory_exists(tmp_path):
         done = subprocess.run([*train, *extra], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 2 and said in done.stderr and "Traceback" not in done.stderr, (extra, done.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.bin"]
+
+
+@pytest.mark.parametrize("env", ["pusht", "roboimi"])
+def test_a_negative_demo_seed_is_refused_at_config_time(plugins, env):
+    """numpy would refuse it only when the demonstrations are generated, after the run started."""
+    if env not in plugins.registry.names("env"):
+        pytest.skip(f"needs the env {env}")
+    with pytest.raises(ConfigError, match=r"env.default_seed: must be in \[0, 2147483647\], got -1"):
+        resolve_config(plugins, head=HEADS[0], env=env, overrides=["env.default_seed=-1"])
+
+
+def test_a_negative_lerobot_frame_cache_is_refused():
+    from polx.data.lerobot_format import LeRobotFormatConfig
+
+    with pytest.raises(ValueError, match=r"frame_cache_mb: must be in \[0, 1048576\], got -1"):
+        LeRobotFormatConfig(frame_cache_mb=-1)

@@ -40,7 +40,7 @@ from typing import Iterable
 import attrs
 import numpy as np
 
-from polx.config import doc
+from polx.config import doc, in_range
 from polx.data.formats import episode_spans, is_image
 from polx.data.staging import staged_dir
 from polx.errors import DatasetError
@@ -55,7 +55,8 @@ class LeRobotFormatConfig:
     """Options of the LeRobot reader."""
 
     frame_cache_mb: int = doc(
-        "MiB of decoded camera frames kept in memory, per reader (whole episodes, least recently used dropped first)", default=2048
+        "MiB of decoded camera frames kept in memory, per reader (whole episodes, least recently used dropped first)", default=2048,
+        validator=in_range(0, 1 << 20),
     )  # fmt: skip
 
 

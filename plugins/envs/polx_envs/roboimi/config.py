@@ -54,7 +54,7 @@ class RoboIMIConfig:
     cheap_render: bool = doc("shadows, reflections and multisampling off (~10x faster on CPU)", default=True)
     trajectory_image_size: int = doc("side of the trajectory PNGs (front view), px", default=256, validator=[positive, in_range(8, 2048)])
     default_episodes: int = doc("episodes of the cached expert dataset (what trains without --dataset)", default=50, validator=positive)
-    default_seed: int = doc("first seed tried for the cached expert dataset (then seed + 1, ...)", default=0)
+    default_seed: int = doc("first seed tried for the cached expert dataset (then seed + 1, ...)", default=0, validator=in_range(0, 2**31 - 1))
     frame_cache_mb: int = doc(
         "MiB of camera frames kept in memory while training; frames are read lazily, so a dataset larger than RAM trains",
         default=4096, validator=[in_range(0, 1 << 20)],
