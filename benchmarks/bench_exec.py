@@ -73,11 +73,12 @@ def two_node(plugins, config, adapter, policy, episodes: int, node_cpus: int, po
 
     ray_bin = str(Path(sys.executable).with_name("ray"))
     address = f"127.0.0.1:{port}"
+    env = {**os.environ, "RAY_worker_niceness": "0"}  # as a command's own Ray (Ray's default: 15)
     subprocess.run([ray_bin, "start", "--head", f"--port={port}", f"--num-cpus={node_cpus}", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True)  # fmt: skip
+                    "--disable-usage-stats"], check=True, capture_output=True, env=env)  # fmt: skip
     try:
         subprocess.run([ray_bin, "start", f"--address={address}", f"--num-cpus={node_cpus}", "--disable-usage-stats"],
-                       check=True, capture_output=True)  # fmt: skip
+                       check=True, capture_output=True, env=env)  # fmt: skip
         buffer = io.BytesIO()
         torch.save(policy.state_dict(), buffer)
         make_runtime = functools.partial(worker_runtime, plugin_recipe(plugins), config, adapter, buffer.getvalue())
@@ -109,8 +110,10 @@ def main() -> None:
     print(f"{args.episodes} PushT episodes (seeds 100000...), {args.workers} workers, ray {ray.__version__}, {os.cpu_count()} cores")
     local_s, local = timed(plugins, config, adapter, policy, "local", args.workers, args.episodes)
     print(f"  local processes   {local_s:7.1f} s  ({args.episodes / local_s:.2f} episodes/s), score {local['test_mean_score']:.3f}")
+    from polx.executor.ray_backend import connect
+
     start = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, logging_level="warning")
+    connect(None)  # the Ray a command starts for itself (every core; workers at the command's priority)
     init_s = time.perf_counter() - start
     ray_s, on_ray = timed(plugins, config, adapter, policy, "ray", args.workers, args.episodes)
     ray.shutdown()

@@ -83,7 +83,7 @@ class LocalExecutor:
 
     def map(
         self, make_worker: Callable[[], Callable[[Any], Any]], jobs: Sequence[Any], *, n_workers: int,
-        on_result: Callable[[Any, Any], None] | None = None, stop_note: str = "",
+        on_result: Callable[[Any, Any], None] | None = None, stop_note: str = "this map's results are not kept",
     ) -> list[Any]:  # fmt: skip
         jobs = list(jobs)
         if not jobs:

@@ -1,7 +1,7 @@
 """``exec.backend=ray``: jobs on Ray actors, on a Ray cluster or on a Ray started for the command.
 
 ``exec.ray_address``: ``null`` starts a local Ray for this command (stopped when the command
-ends; every core of this machine), ``auto`` joins the cluster ``ray start`` made on this machine
+ends; every core of this machine; its workers at the command's priority, not Ray's niceness 15), ``auto`` joins the cluster ``ray start`` made on this machine
 (or ``RAY_ADDRESS``), ``HOST:PORT`` joins the cluster whose head listens there. A HOST:PORT that
 does not answer within a few seconds is a ``PolxError`` naming it (exit 1), before Ray is asked.
 
@@ -66,6 +66,10 @@ def connect(address: str | None) -> Any:
     kwargs: dict[str, Any] = dict(include_dashboard=False, logging_level="warning", log_to_driver=True, configure_logging=True)
     try:
         if address is None:
+            # Ray runs its workers at niceness 15 by default, so any other load on the machine (a
+            # training beside it, a test run) starves the episodes the user waits for; a Ray started
+            # for this command runs them at the command's own priority
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=os.cpu_count() or 1, **kwargs)
         else:
             ray.init(address=address, **kwargs)
@@ -83,7 +87,7 @@ class RayExecutor:
 
     def map(
         self, make_worker: Callable[[], Callable[[Any], Any]], jobs: Sequence[Any], *, n_workers: int,
-        on_result: Callable[[Any, Any], None] | None = None, stop_note: str = "",
+        on_result: Callable[[Any, Any], None] | None = None, stop_note: str = "this map's results are not kept",
     ) -> list[Any]:  # fmt: skip
         jobs = list(jobs)
         if not jobs:
