@@ -54,6 +54,7 @@ def ray_cluster(tmp_path_factory):
     if not ray.is_initialized():
         env = toy_site(tmp_path_factory.mktemp("ray"))
         env.pop("POLX_DISABLE_PLUGINS")  # the workers also build the shipped PushT env
+        os.environ.setdefault("RAY_worker_niceness", "0")  # as polx's own ray.init: workers not starved by other load
         ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", runtime_env={"env_vars": env})
     yield ray
     ray.shutdown()
