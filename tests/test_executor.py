@@ -278,3 +278,31 @@ def test_a_cell_whose_ray_worker_dies_is_reported_failed_and_the_next_run_finish
     short = [o for o in overrides if not o.startswith("train.max_steps=")] + ["train.max_steps=60"]
     assert run_cells([cell], ["--head", "toy_mlp", "--env", "toy_reach"], short, 1, tmp_path / "logs", ExecConfig(backend="ray")) == {cell.label: 0}
     assert cell_status(cell) == "finished"
+
+
+@pytest.mark.slow  # a whole polx dagger (Phase I, one round, rollouts on Ray actors): about a minute
+def test_a_dagger_round_on_ray_grows_the_data_by_the_rollouts_steps(ray_cluster, tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from polx import cli
+    from polx.data.replay_buffer import ReplayBuffer
+    from polx.plugins import load_plugins
+    from polx.runs import build_env_adapter
+
+    demos = tmp_path / "demos.zarr"
+    build_env_adapter(load_plugins(), "pusht", ["env.demo_max_steps=12"]).generate_demos(demos, 2, seed=0, keep_all=True, progress=False)
+    tiny = [
+        "head.n_emb=32", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1", "env.obs_type=keypoints",
+        "train.max_steps=4", "train.batch_size=4", "train.progress=false", "train.val_every=0", "train.threads=1",
+        "train.checkpoint_every=2", "data.val_ratio=0.0", "eval.n_test=1", "eval.n_train=0", "eval.max_steps=8",
+        "eval.n_vis=0", "eval.n_envs=2", "dagger.steps_per_round=4", "dagger.beta=0.0",
+    ]  # fmt: skip
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli.main, ["dagger", "--head", "imf_attnres", "--env", "pusht", "--dataset", str(demos), "--rounds", "1",
+                                           "--episodes", "3", "--run-dir", str(run), "--backend", "ray", *tiny])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    start, final = ReplayBuffer.open(demos), ReplayBuffer.open(run / "data" / "round_001.zarr")
+    table = json.loads((run / "summary.json").read_text())["table"]
+    assert final.n_episodes == start.n_episodes + 3 and final.n_steps == start.n_steps + table[1]["steps_added"]
