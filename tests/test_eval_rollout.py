@@ -123,15 +123,16 @@ from polx.data.normalizer import Normalizer
 from polx.eval.rollout import run_rollouts
 from polx.policy.policy import build_policy
 
-plugins = toy_plugin.toy_plugins()
-overrides = [f"env.cache_dir={sys.argv[1]}", "policy.horizon=4", "policy.n_action_steps=2",
-             "eval.n_test=100000", "eval.n_train=0", "eval.n_vis=0", "eval.max_steps=12", "eval.n_envs=2"]
-config = resolve_config(plugins, head="toy_mlp", env="toy_reach", loggers=(), overrides=overrides)
-adapter = plugins.registry.get("env", "toy_reach").build(config.env)
-identity = (torch.zeros(2), torch.ones(2), torch.zeros(2))
-policy = build_policy(plugins, config, adapter.shape_meta, Normalizer({"pos": identity, "goal": identity, "action": identity}))
-print("started", flush=True)
-run_rollouts(plugins, config, adapter, policy)
+if __name__ == "__main__":  # spawned workers import this file as __mp_main__: they must not start rollouts of their own
+    plugins = toy_plugin.toy_plugins()
+    overrides = [f"env.cache_dir={sys.argv[1]}", "policy.horizon=4", "policy.n_action_steps=2",
+                 "eval.n_test=100000", "eval.n_train=0", "eval.n_vis=0", "eval.max_steps=12", "eval.n_envs=2"]
+    config = resolve_config(plugins, head="toy_mlp", env="toy_reach", loggers=(), overrides=overrides)
+    adapter = plugins.registry.get("env", "toy_reach").build(config.env)
+    identity = (torch.zeros(2), torch.ones(2), torch.zeros(2))
+    policy = build_policy(plugins, config, adapter.shape_meta, Normalizer({"pos": identity, "goal": identity, "action": identity}))
+    print("started", flush=True)
+    run_rollouts(plugins, config, adapter, policy)
 '''
 
 
