@@ -64,11 +64,10 @@ def per_seed(metrics: dict) -> dict:
 def two_node(plugins, config, adapter, policy, episodes: int, node_cpus: int, port: int) -> dict:
     """Episodes on a two-node Ray cluster made of two ``ray start`` processes on this machine."""
     import functools
-    import io
 
     import ray
 
-    from polx.eval.rollout import EpisodeWorker, plugin_recipe, worker_runtime
+    from polx.eval.rollout import EpisodeWorker, runtime_factory
     from polx.executor.ray_backend import RayExecutor
 
     ray_bin = str(Path(sys.executable).with_name("ray"))
@@ -79,10 +78,7 @@ def two_node(plugins, config, adapter, policy, episodes: int, node_cpus: int, po
     try:
         subprocess.run([ray_bin, "start", f"--address={address}", f"--num-cpus={node_cpus}", "--disable-usage-stats"],
                        check=True, capture_output=True, env=env)  # fmt: skip
-        buffer = io.BytesIO()
-        torch.save(policy.state_dict(), buffer)
-        make_runtime = functools.partial(worker_runtime, plugin_recipe(plugins), config, adapter, buffer.getvalue())
-        make_worker = functools.partial(EpisodeWorker, make_runtime, adapter, config.eval.max_steps)
+        make_worker = functools.partial(EpisodeWorker, runtime_factory(plugins, config, adapter, policy), adapter, config.eval.max_steps)
         backend = RayExecutor(address)
         jobs = [("test", 100000 + i, i) for i in range(episodes)]
         start = time.perf_counter()

@@ -11,7 +11,6 @@ The tests that start many actors (a killed actor replaced, DAgger collection, sw
 from __future__ import annotations
 
 import functools
-import io
 import os
 import subprocess
 import sys
@@ -30,29 +29,18 @@ import toy_plugin
 from polx.config import ExecConfig, resolve_config
 from polx.data.normalizer import Normalizer
 from polx.errors import PolxError, UserInputError
-from polx.eval.rollout import EpisodeWorker, plugin_recipe, run_rollouts, worker_runtime
+from polx.eval.rollout import EpisodeWorker, run_rollouts, runtime_factory
 from polx.executor import LocalExecutor, check_backend
 from polx.policy.policy import build_policy
 
 ray = pytest.importorskip("ray", reason="the Ray backend's tests need Ray (scripts/bootstrap.sh --dev installs it)")
-TESTS = Path(__file__).parent
-
-
-def toy_site(root: Path) -> dict:
-    """Environment variables under which the toy plugin is an installed distribution (entry point ``toy``)."""
-    info = root / "site" / "polx_toy-0.0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: polx-toy\nVersion: 0.0.1\n")
-    (info / "entry_points.txt").write_text("[polx]\ntoy = toy_plugin\n")
-    path = os.pathsep.join([str(root / "site"), str(TESTS), os.environ.get("PYTHONPATH", "")])
-    return {"PYTHONPATH": path, "POLX_DISABLE_PLUGINS": "envs,imf_attnres,ddpm_transformer"}
 
 
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     """A local Ray of 2 CPUs whose workers (and the ``polx train`` cells they start) see the toy plugin."""
     if not ray.is_initialized():
-        env = toy_site(tmp_path_factory.mktemp("ray"))
+        env = toy_plugin.installed_env(tmp_path_factory.mktemp("ray"))
         env.pop("POLX_DISABLE_PLUGINS")  # the workers also build the shipped PushT env
         os.environ.setdefault("RAY_worker_niceness", "0")  # as polx's own ray.init: workers not starved by other load
         ray.init(num_cpus=2, include_dashboard=False, logging_level="warning", runtime_env={"env_vars": env})
@@ -94,10 +82,7 @@ def test_ray_and_local_backends_give_the_same_per_seed_rewards(ray_cluster, setu
 
 
 def _make_worker(plugins, config, adapter, policy):
-    buffer = io.BytesIO()
-    torch.save(policy.state_dict(), buffer)
-    make_runtime = functools.partial(worker_runtime, plugin_recipe(plugins), config, adapter, buffer.getvalue())
-    return functools.partial(EpisodeWorker, make_runtime, adapter, config.eval.max_steps)
+    return functools.partial(EpisodeWorker, runtime_factory(plugins, config, adapter, policy), adapter, config.eval.max_steps)
 
 
 @pytest.mark.slow  # Ray actors each import torch and build their policy: a minute or more on 2 cores
@@ -225,7 +210,7 @@ def test_dagger_labelled_rollouts_on_ray_equal_the_local_ones(ray_cluster) -> No
 def test_a_sweep_on_ray_writes_the_same_cells_and_summary_and_resumes(tmp_path: Path) -> None:
     """``polx sweep --backend ray`` (a Ray started for the command): every cell finished in its run
     directory, the summary as a local sweep writes it, and a second run finds nothing to do."""
-    env = {**os.environ, **toy_site(tmp_path)}
+    env = {**os.environ, **toy_plugin.installed_env(tmp_path)}
     base = toy_plugin.toy_overrides(tmp_path / "cache", "train.max_steps=4", "train.val_every=0", "eval.rollout_every=0",
                                     "eval.n_test=2", "eval.n_train=0", "eval.n_vis=0", "eval.max_steps=8", "train.checkpoint_every=0")  # fmt: skip
     cmd = [sys.executable, "-m", "polx", "sweep", "--head", "toy_mlp", "--env", "toy_reach", "--out", str(tmp_path / "runs"),

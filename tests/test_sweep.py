@@ -15,20 +15,13 @@ from PIL import Image
 from polx.sweep import Cell, cells, parse_grid, parse_shard, train_command
 from polx.errors import UserInputError
 
-TESTS = Path(__file__).resolve().parent
 import toy_plugin  # noqa: E402
 
 
 @pytest.fixture
 def toy_env(tmp_path) -> dict:
     """Environment in which the toy plugin is an installed distribution (entry point ``toy``)."""
-    site = tmp_path / "site"
-    info = site / "polx_toy-0.0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: polx-toy\nVersion: 0.0.1\n")
-    (info / "entry_points.txt").write_text("[polx]\ntoy = toy_plugin\n")
-    path = os.pathsep.join([str(site), str(TESTS), os.environ.get("PYTHONPATH", "")])
-    return {**os.environ, "PYTHONPATH": path, "POLX_DISABLE_PLUGINS": "envs,imf_attnres,ddpm_transformer"}
+    return {**os.environ, **toy_plugin.installed_env(tmp_path)}
 
 
 def sweep(env: dict, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:

@@ -324,3 +324,16 @@ def train_toy(plugins, out, cache_dir, *extra: str, resume_dir=None, loggers=Non
 
 def read_records(run_dir) -> list[dict]:
     return [json.loads(line) for line in (Path(run_dir) / "toy_record.jsonl").read_text().splitlines()]
+
+
+def installed_env(root: Path) -> dict:
+    """Environment variables under which this plugin is an installed distribution (entry point
+    ``toy``) and polx's own plugins are disabled: for subprocesses (``polx train``, sweeps, Ray workers)."""
+    import os
+
+    info = Path(root) / "site" / "polx_toy-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: polx-toy\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text("[polx]\ntoy = toy_plugin\n")
+    path = os.pathsep.join([str(Path(root) / "site"), str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")])
+    return {"PYTHONPATH": path, "POLX_DISABLE_PLUGINS": "envs,imf_attnres,ddpm_transformer"}

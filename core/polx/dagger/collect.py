@@ -10,7 +10,6 @@ are spawned and rebuild plugins, env, expert and policy as the evaluation rollou
 from __future__ import annotations
 
 import functools
-import io
 import sys
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from polx.eval.rollout import plugin_recipe, worker_runtime
+from polx.eval.rollout import plugin_recipe, policy_weights, worker_runtime
 from polx.policy.policy import Policy
 from polx.policy.runtime import ChunkRuntime
 
@@ -123,9 +122,7 @@ def _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, tick) -
     """Through ``exec.backend``'s workers; the round's store is written afterwards, here, by the caller alone."""
     from polx.executor import executor
 
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
-    make_worker = functools.partial(LabellingWorker, plugin_recipe(plugins), config, adapter, buffer.getvalue(), kwargs)
+    make_worker = functools.partial(LabellingWorker, plugin_recipe(plugins), config, adapter, policy_weights(policy), kwargs)
     return executor(config.exec).map(
         make_worker, seeds, n_workers=config.eval.n_envs, on_result=tick,
         stop_note="the rounds already finished are kept, this round's rollouts are not",

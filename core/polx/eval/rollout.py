@@ -249,8 +249,18 @@ def run_in_workers(
     return {(kind, index): episode for (kind, _, index), episode in zip(jobs, results)}
 
 
-def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
+def policy_weights(policy: Policy) -> bytes:
+    """The policy's state (normaliser included) as bytes on the CPU: what a worker rebuilds it from."""
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
-    make_runtime = functools.partial(worker_runtime, plugin_recipe(plugins), config, adapter, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def runtime_factory(plugins: Any, config: Any, adapter: Any, policy: Policy) -> functools.partial:
+    """A picklable ``make_runtime`` for ``run_in_workers``: ``policy`` rebuilt in a worker from its current weights."""
+    return functools.partial(worker_runtime, plugin_recipe(plugins), config, adapter, policy_weights(policy))
+
+
+def _run_in_workers(plugins, config, adapter, policy, jobs, bar) -> dict:
+    make_runtime = runtime_factory(plugins, config, adapter, policy)
     return run_in_workers(make_runtime, adapter, config.eval.max_steps, jobs, config.eval.n_envs, bar, exec_config=config.exec)
