@@ -96,7 +96,7 @@ def test_two_rounds_grow_the_data_by_the_rollouts_with_the_expert_labels(demos, 
                 env.step(data["action"][t])
                 assert np.allclose(data["state"][t + 1], env.sim.state(), atol=1e-3)
                 assert data["n_contacts"][t + 1, 0] == env.n_contacts  # recorded as the demos record it
-    assert table[1]["expert_step_share"] == 1.0 and table[2]["expert_step_share"] == 0.0
+    assert table[1]["teacher_step_share"] == 1.0 and table[2]["teacher_step_share"] == 0.0
     assert (finished / "media" / "score_by_round.png").is_file()
     assert all(row["test_mean_score"] is not None for row in table)
     logged = [json.loads(line) for line in (finished / "logs.json.txt").read_text().splitlines()]

@@ -181,7 +181,7 @@ def test_dagger_collection_without_a_terminal_prints_one_line_per_episode(capsys
     episodes = collect(plugins, config, adapter, policy, [200000, 200001], beta=0.5, max_steps=6, threshold=0.1, progress=True)
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("polx: dagger rollout")]
     assert len(lines) == 2 and lines[1].startswith("polx: dagger rollout 2/2: seed 200001")
-    assert all(f"{e.steps} steps, the expert in control on {e.expert_steps}" in line for e, line in zip(episodes, lines))
+    assert all(f"{e.steps} steps, the teacher in control on {e.teacher_steps}" in line for e, line in zip(episodes, lines))
 
 
 @pytest.mark.slow  # Ray actors each import torch and build their policy: a minute or more on 2 cores
@@ -197,7 +197,7 @@ def test_dagger_labelled_rollouts_on_ray_equal_the_local_ones(ray_cluster) -> No
     on_ray = collect(plugins, attrs.evolve(config, exec=ExecConfig(backend="ray")), adapter, policy, seeds, **kwargs)
     assert [e.seed for e in on_ray] == seeds
     for a, b in zip(here, on_ray):
-        assert a.expert_steps == b.expert_steps and a.disagreements == b.disagreements
+        assert a.teacher_steps == b.teacher_steps and a.disagreements == b.disagreements
         assert sorted(a.arrays) == sorted(b.arrays)
         for key in a.arrays:
             np.testing.assert_array_equal(a.arrays[key], b.arrays[key])

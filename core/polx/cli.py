@@ -277,36 +277,52 @@ def train(
 @click.option("--objective", shell_complete=_complete("objective"), help="Training objective (default: the head's own).")
 @click.option("--dataset", type=click.Path(path_type=Path), help="Starting data (default: the env's default dataset).")
 @click.option("--rounds", type=click.IntRange(min=1), help="DAgger rounds after Phase I.")
-@click.option("--episodes", type=click.IntRange(min=1), help="Policy rollouts labelled by the expert per round.")
+@click.option("--episodes", type=click.IntRange(min=1), help="Policy rollouts labelled by the teacher per round.")
+@click.option("--teacher", metavar="expert|CKPT",
+              help="Who labels: the env's scripted expert (default), or a polx checkpoint (a .ckpt file or a run directory) of any head, "
+                   "observing in its own obs type (a keypoints teacher of an image student).")  # fmt: skip
 @click.option("--logger", "loggers", multiple=True, shell_complete=_complete("logger"), help="Extra logger (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs"), show_default=True, help="Root of run directories.")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Exact run directory (default: OUT/<date>/<time>_<head>_<env>_dagger).")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), help="Continue a killed dagger run from its last finished stage.")
 @_backend_option("labelled rollouts and test rollouts")
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def dagger(head, env, objective, dataset, rounds, episodes, loggers, out, run_dir, resume_dir, backend, overrides) -> None:
-    """DAgger: train, then round after round roll the policy out, let the env's expert label
-    every state it visited, add those steps to the data and keep training.
+def dagger(head, env, objective, dataset, rounds, episodes, teacher, loggers, out, run_dir, resume_dir, backend, overrides) -> None:
+    """DAgger: train, then round after round roll the policy out, let a teacher label every
+    state it visited, add those steps to the data and keep training.
 
     \b
-    Phase I trains on the starting data for train.max_steps. Each round r then:
-      1. rolls the policy out on --episodes fresh seeds (eval.n_envs workers), the expert
+    The teacher is the env's scripted expert, or with --teacher CKPT a trained polx policy
+    (any head) that sees its own observation of the state: a privileged keypoints teacher
+    labels an image student. It labels each step afresh from its own observation history.
+    Phase I trains on the starting data (dagger.phase1=dataset), or, with a checkpoint teacher
+    and dagger.phase1=unrolls, on episodes driven by the teacher and by its intermediate
+    checkpoints (dagger.phase1_checkpoints), every step labelled by the teacher (LucidSim).
+    Each round r then:
+      1. rolls the policy out on --episodes fresh seeds (eval.n_envs workers), the teacher
          acting instead with probability dagger.beta * dagger.beta_decay^(r-1);
-      2. writes all data so far as RUN/data/round_<r>.zarr (the expert's action is the label);
-      3. trains dagger.steps_per_round more steps from round r-1's checkpoint on it;
+      2. writes all data so far as RUN/data/round_<r>.zarr (the teacher's action is the label;
+         with a checkpoint teacher also RUN/data/rollouts_<r>.zarr with its observations);
+      3. trains dagger.steps_per_round more steps from round r-1's checkpoint on it, with the
+         normaliser refitted (dagger.normalizer) and its own LR schedule (dagger.schedule);
       4. scores the policy on the eval.n_test test seeds.
-    Example (PushT keypoints, 5 rounds of 20 episodes):
-      polx dagger --head imf_attnres --env pusht --rounds 5 --episodes 20 \\
+    Examples (PushT):
+      polx dagger --head imf_attnres --env pusht --rounds 5 --episodes 20 \
                   env.obs_type=keypoints train.max_steps=5000 dagger.steps_per_round=2000
+      polx dagger --head imf_attnres --env pusht --teacher runs/<keypoints run> --rounds 3 \
+                  --episodes 20 env.obs_type=image dagger.phase1=unrolls dagger.phase1_checkpoints=[all] dagger.beta=0
       polx dagger --resume runs/<date>/<time>_imf_attnres_pusht_dagger      # after a kill
     dagger.* keys: beta (0.5), beta_decay (0.5), steps_per_round (2000), start_seed (200000),
-    disagreement (0.1: normalized action gap counted as a disagreement), max_steps (eval.max_steps).
+    disagreement (0.1), max_steps (eval.max_steps), phase1 (dataset), phase1_checkpoints,
+    phase1_unrolls (10), phase1_seed (300000), normalizer (refit), schedule (restart),
+    round_lr (train.lr), round_warmup_steps (100); polx train --print-config does not list them,
+    docs/architecture.md ("DAgger") does.
     Writes RUN/rounds.json, RUN/summary.json (the per-round table) and RUN/media/score_by_round.png.
     """
     from polx.dagger import prepare_dagger, run_dagger
 
     plan = prepare_dagger(
-        _plugins(), head=head, env=env, objective=objective, dataset=dataset, rounds=rounds, episodes=episodes,
+        _plugins(), head=head, env=env, objective=objective, dataset=dataset, rounds=rounds, episodes=episodes, teacher=teacher,
         loggers=loggers, out=out, run_dir=run_dir, resume_dir=resume_dir, overrides=_with_backend(overrides, backend), argv=sys.argv,
     )  # fmt: skip
     run_dagger(plan)

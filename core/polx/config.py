@@ -121,6 +121,11 @@ class TrainConfig:
     weight_decay: float = doc("AdamW weight decay of the head's decayed group", default=1e-3, validator=non_negative)
     betas: tuple[float, float] = doc("AdamW betas", default=(0.9, 0.95))
     warmup_steps: int = doc("linear warmup from 0 to lr", default=500, validator=non_negative)
+    schedule_start: int = doc(
+        "step at which the warmup and cosine start (0: the run's first step); a stage resumed from another run's "
+        "checkpoint, as polx dagger's rounds are, restarts its schedule here",
+        default=0, validator=non_negative,
+    )  # fmt: skip
     grad_clip: float = doc("max gradient norm; 0 disables clipping", default=1.0, validator=non_negative)
     ema: bool = doc("keep an EMA copy of the weights, used for validation sampling and rollouts", default=True)
     ema_power: float = doc("EMA warmup: decay = 1 - (1 + step)^-ema_power, capped at ema_max", default=0.75, validator=positive)
@@ -151,6 +156,8 @@ class TrainConfig:
     def __attrs_post_init__(self) -> None:
         if self.min_lr > self.lr:
             raise ValueError(f"min_lr: must be <= train.lr (the cosine decays from lr to min_lr); got {self.min_lr} > {self.lr}")
+        if self.schedule_start >= self.max_steps:
+            raise ValueError(f"schedule_start: must be < train.max_steps (the schedule runs from it to max_steps); got {self.schedule_start} >= {self.max_steps}")
 
 
 @define(frozen=True, kw_only=True)

@@ -1,10 +1,12 @@
-"""Rollouts of the current policy with every visited state labelled by the env's expert.
+"""Labelled rollouts: an actor drives the env, the teacher labels every state it visits.
 
-At each step the expert is shown the state first (``record`` for the dataset row, ``act`` for
-its label); then the policy acts, and with probability beta the expert's action is executed
-instead. Each episode seeds the env, the policy's noise and the beta coin from its own seed,
-so the data do not depend on how episodes are spread over ``eval.n_envs`` processes. Workers
-are spawned and rebuild plugins, env, expert and policy as the evaluation rollouts' do.
+At each step the env's state is recorded first (the expert's ``record`` gives the dataset row),
+then the teacher labels it (``polx.dagger.teacher``: the scripted expert, or a checkpoint that
+predicts afresh from its own observation history), then the actor acts, and with probability
+beta the teacher's label is executed instead. In a round the actor is the student; in Phase I it
+is a teacher checkpoint (the final one or an intermediate one), with beta 0. Each episode seeds
+the env, both policies' noise and the beta coin from its own seed, so the data do not depend on
+how episodes are spread over ``eval.n_envs`` workers.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from polx.eval.rollout import plugin_recipe, policy_weights, worker_runtime
+from polx.dagger.teacher import Actor, PolicySpec, make_source_actor, make_teacher
+from polx.eval.rollout import load_recipe, plugin_recipe, policy_weights, worker_runtime
 from polx.policy.policy import Policy
 from polx.policy.runtime import ChunkRuntime
 
@@ -26,104 +29,146 @@ from polx.policy.runtime import ChunkRuntime
 @attrs.define(kw_only=True)
 class LabelledEpisode:
     seed: int
-    arrays: dict[str, np.ndarray]  # the expert's ``record`` rows plus ``action`` = its labels
-    disagreements: int  # steps where policy and expert differ by more than dagger.disagreement
-    expert_steps: int  # steps on which the expert's action was executed (the beta coin)
+    arrays: dict[str, np.ndarray]  # the ``record`` rows, ``action`` = the teacher's labels, ``teacher_<key>`` its observations
+    disagreements: int  # steps where actor and teacher differ by more than dagger.disagreement
+    teacher_steps: int  # steps on which the teacher's label was executed (the beta coin)
+    label_seconds: float  # time the teacher spent labelling this episode
     max_reward: float
     success: bool
+    source: int = 0  # which actor drove it (Phase I: 0 is the final teacher, then the intermediate checkpoints)
 
     @property
     def steps(self) -> int:
         return len(self.arrays["action"])
 
 
-def collect_episode(env: Any, expert: Any, runtime: ChunkRuntime, seed: int, *, beta: float, max_steps: int, threshold: float) -> LabelledEpisode:
+def collect_episode(env: Any, recorder: Any, teacher: Any, actor: Actor, seed: int, *, beta: float, max_steps: int, threshold: float, source: int = 0) -> LabelledEpisode:
     """One labelled rollout from ``env.reset(seed=seed)``; the env is left at its final state."""
     obs, _ = env.reset(seed=seed)
-    runtime.reset(seed=seed)
-    expert.reset()
+    actor.reset(seed)
+    teacher.reset(seed)
     coin = np.random.default_rng([seed, 0xDA66E4])
-    normalizer = runtime.policy.normalizer
+    labelling_before = teacher.seconds
     rows: dict[str, list] = {}
-    disagreements = expert_steps = 0
+    disagreements = teacher_steps = 0
     rewards, success = [0.0], False
     for _ in range(max_steps):
-        for key, value in expert.record(env).items():
+        for key, value in recorder.record(env).items():
             rows.setdefault(key, []).append(np.asarray(value))
-        label = np.asarray(expert.act(env), dtype=np.float32)
+        label, extras = teacher.label(env)
+        for key, value in extras.items():
+            rows.setdefault(key, []).append(value)
         rows.setdefault("action", []).append(label)
-        policy_action = runtime.act(obs)  # every step, so its observation history stays whole
-        gap = normalizer.normalize("action", torch.as_tensor(np.stack([policy_action, label]), dtype=torch.float32))
+        actor_action = actor.act(env, obs)  # every step, so its observation history stays whole
+        gap = actor.normalizer.normalize("action", torch.as_tensor(np.stack([actor_action, label]), dtype=torch.float32))
         disagreements += bool((gap[0] - gap[1]).abs().max() > threshold)
-        take_expert = coin.random() < beta
-        expert_steps += take_expert
-        obs, reward, terminated, truncated, info = env.step(label if take_expert else policy_action)
+        take_teacher = coin.random() < beta
+        teacher_steps += take_teacher
+        obs, reward, terminated, truncated, info = env.step(label if take_teacher else actor_action)
         rewards.append(float(reward))
         success = success or bool(info.get("is_success", False))
         if terminated or truncated:
             break
     arrays = {key: np.stack(values) for key, values in rows.items()}
     return LabelledEpisode(
-        seed=seed, arrays=arrays, disagreements=disagreements, expert_steps=expert_steps, max_reward=max(rewards), success=success
-    )
+        seed=seed, arrays=arrays, disagreements=disagreements, teacher_steps=teacher_steps,
+        label_seconds=teacher.seconds - labelling_before, max_reward=max(rewards), success=success, source=source,
+    )  # fmt: skip
 
 
-def collect(plugins: Any, config: Any, adapter: Any, policy: Policy, seeds: list[int], *, beta: float, max_steps: int, threshold: float, progress: bool = True) -> list[LabelledEpisode]:
-    """Labelled episodes for ``seeds``, in seed order, over ``config.eval.n_envs`` processes."""
-    kwargs = dict(beta=beta, max_steps=max_steps, threshold=threshold)
-    tty = sys.stderr.isatty()
-    bar = tqdm(total=len(seeds), desc="dagger rollouts", unit="episode", disable=not (progress and tty), file=sys.stderr, leave=False)
-    count = 0
-
-    def tick(seed: int, episode: LabelledEpisode) -> None:  # a bar on a terminal, one line per episode in a log file
-        nonlocal count
-        count += 1
-        bar.update()
-        if progress and not tty:
-            print(
-                f"polx: dagger rollout {count}/{len(seeds)}: seed {seed}, max reward {episode.max_reward:.3f}, "
-                f"{episode.steps} steps, the expert in control on {episode.expert_steps}",
-                file=sys.stderr, flush=True,
-            )  # fmt: skip
-
+def collect(
+    plugins: Any, config: Any, adapter: Any, policy: Policy, seeds: list[int], *, beta: float, max_steps: int, threshold: float,
+    progress: bool = True, teacher: PolicySpec | None = None,
+) -> list[LabelledEpisode]:  # fmt: skip
+    """The student ``policy``'s rollouts on ``seeds``, labelled by ``teacher`` (None: the env's expert), in seed order."""
     was_training = policy.training
     policy.eval()
     try:
-        with bar:
-            if config.exec.backend == "local" and (config.eval.n_envs == 1 or len(seeds) == 1):
-                env, expert = adapter.make_env(), adapter.make_expert()
-                runtime = ChunkRuntime(policy, num_steps=config.eval.num_steps)
-                try:
-                    done = []
-                    for seed in seeds:
-                        done.append(collect_episode(env, expert, runtime, seed, **kwargs))
-                        tick(seed, done[-1])
-                    return done
-                finally:
-                    env.close()
-            return _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, tick)
+        return _collect(plugins, config, adapter, [policy], [(0, seed) for seed in seeds], teacher,
+                        dict(beta=beta, max_steps=max_steps, threshold=threshold), progress, "dagger rollout")  # fmt: skip
     finally:
         policy.train(was_training)
 
 
+def collect_unrolls(
+    plugins: Any, config: Any, adapter: Any, sources: list[PolicySpec], teacher: PolicySpec, seeds_per_source: list[list[int]], *,
+    max_steps: int, threshold: float, progress: bool = True,
+) -> list[LabelledEpisode]:  # fmt: skip
+    """Phase I as in LucidSim: each source checkpoint drives its own episodes (chunked, on its own
+    observations, beta 0) and the final ``teacher`` labels every step; in (source, seed) order."""
+    jobs = [(i, seed) for i, seeds in enumerate(seeds_per_source) for seed in seeds]
+    return _collect(plugins, config, adapter, sources, jobs, teacher, dict(beta=0.0, max_steps=max_steps, threshold=threshold), progress, "phase I unroll")
+
+
+def _collect(plugins, config, adapter, actors: list, jobs: list[tuple[int, int]], teacher: PolicySpec | None, kwargs: dict, progress: bool, what: str) -> list[LabelledEpisode]:
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=len(jobs), desc=what + "s", unit="episode", disable=not (progress and tty), file=sys.stderr, leave=False)
+    count = 0
+
+    def tick(job: tuple[int, int], episode: LabelledEpisode) -> None:  # a bar on a terminal, one line per episode in a log file
+        nonlocal count
+        count += 1
+        bar.update()
+        if progress and not tty:
+            source = f"source {episode.source}, " if what.startswith("phase") else ""
+            print(
+                f"polx: {what} {count}/{len(jobs)}: {source}seed {episode.seed}, max reward {episode.max_reward:.3f}, "
+                f"{episode.steps} steps, the teacher in control on {episode.teacher_steps}, "
+                f"labelling {1000 * episode.label_seconds / max(1, episode.steps):.1f} ms/step",
+                file=sys.stderr, flush=True,
+            )  # fmt: skip
+
+    recipe = plugin_recipe(plugins)
+    specs = [a if isinstance(a, PolicySpec) else policy_weights(a) for a in actors]
+    with bar:
+        if config.exec.backend == "local" and (config.eval.n_envs == 1 or len(jobs) == 1):
+            worker = LabellingWorker(recipe, config, adapter, specs, teacher, kwargs, plugins=plugins)
+            try:
+                done = []
+                for job in jobs:
+                    done.append(worker(job))
+                    tick(job, done[-1])
+                return done
+            finally:
+                worker.close()
+        from polx.executor import executor
+
+        make_worker = functools.partial(LabellingWorker, recipe, config, adapter, specs, teacher, kwargs)
+        return executor(config.exec).map(
+            make_worker, jobs, n_workers=config.eval.n_envs, on_result=tick,
+            stop_note="the stages already finished are kept, these rollouts are not",
+        )  # fmt: skip
+
+
 class LabellingWorker:
-    """A worker of ``polx.executor``: env, expert and the policy built once, then one labelled episode per seed."""
+    """A worker of ``polx.executor``: env, recorder and teacher built once, each actor on first use;
+    then one labelled episode per job ``(actor index, seed)``. An actor is the student's weights
+    (bytes, rebuilt with the run's config) or a ``PolicySpec`` (a Phase I source)."""
 
-    def __init__(self, recipe: list, config: Any, adapter: Any, weights: bytes, kwargs: dict):
-        self.runtime = worker_runtime(recipe, config, adapter, weights)
-        self.env, self.expert, self.kwargs = adapter.make_env(), adapter.make_expert(), kwargs
+    def __init__(self, recipe: list, config: Any, adapter: Any, actors: list, teacher: PolicySpec | None, kwargs: dict, plugins: Any = None):
+        if plugins is None:  # a spawned worker: one torch thread, the plugin set rebuilt
+            torch.set_num_threads(1)
+            plugins = load_recipe(recipe)
+        self.plugins, self.recipe, self.config, self.adapter, self.specs, self.kwargs = plugins, recipe, config, adapter, actors, kwargs
+        self.env = adapter.make_env()
+        self.teacher = make_teacher(plugins, adapter, teacher)
+        self.recorder = self.teacher.expert if teacher is None else adapter.make_expert()  # the expert's record(): the dataset row
+        self.actors: dict[int, Actor] = {}
 
-    def __call__(self, seed: int) -> LabelledEpisode:
+    def actor(self, index: int) -> Actor:
+        if index not in self.actors:
+            spec = self.specs[index]
+            if isinstance(spec, PolicySpec):
+                self.actors[index] = make_source_actor(self.plugins, self.adapter, spec)
+            else:
+                runtime: ChunkRuntime = worker_runtime(self.recipe, self.config, self.adapter, spec, plugins=self.plugins)
+                self.actors[index] = Actor(runtime)
+        return self.actors[index]
+
+    def __call__(self, job: tuple[int, int]) -> LabelledEpisode:
+        index, seed = job
         with torch.no_grad():
-            return collect_episode(self.env, self.expert, self.runtime, seed, **self.kwargs)
+            return collect_episode(self.env, self.recorder, self.teacher, self.actor(index), seed, source=index, **self.kwargs)
 
-
-def _collect_in_workers(plugins, config, adapter, policy, seeds, kwargs, tick) -> list[LabelledEpisode]:
-    """Through ``exec.backend``'s workers; the round's store is written afterwards, here, by the caller alone."""
-    from polx.executor import executor
-
-    make_worker = functools.partial(LabellingWorker, plugin_recipe(plugins), config, adapter, policy_weights(policy), kwargs)
-    return executor(config.exec).map(
-        make_worker, seeds, n_workers=config.eval.n_envs, on_result=tick,
-        stop_note="the rounds already finished are kept, this round's rollouts are not",
-    )  # fmt: skip
+    def close(self) -> None:
+        self.env.close()

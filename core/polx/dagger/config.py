@@ -6,7 +6,7 @@ from typing import Iterable
 
 from attrs import define
 
-from polx.config import defaults_of, doc, in_range, non_negative, positive, resolve_sections
+from polx.config import defaults_of, doc, in_range, non_negative, one_of, positive, resolve_sections
 
 
 @define(frozen=True, kw_only=True)
@@ -27,9 +27,39 @@ class DaggerConfig:
         default=0.1, validator=positive,
     )  # fmt: skip
     max_steps: int | None = doc("env steps per collected episode; null: eval.max_steps", default=None, validator=positive)
+    # Phase I (round 0)
+    phase1: str = doc(
+        "dataset: Phase I trains on the starting data (the env's default or --dataset); unrolls: on episodes driven by the "
+        "--teacher checkpoint and by phase1_checkpoints, every step labelled by the teacher (LucidSim's Phase I)",
+        default="dataset", validator=one_of("dataset", "unrolls"),
+    )  # fmt: skip
+    phase1_checkpoints: tuple[str, ...] = doc(
+        "phase1=unrolls: intermediate checkpoints that also drive unrolls (files or run directories); "
+        "'all': every top-k checkpoint of the teacher's run besides the teacher", default=(),
+    )  # fmt: skip
+    phase1_unrolls: int = doc("phase1=unrolls: episodes driven by each source (the teacher and each phase1_checkpoints entry)", default=10, validator=positive)
+    phase1_seed: int = doc(
+        "phase1=unrolls: seed of the first unroll; source s, unroll i uses phase1_seed + s * phase1_unrolls + i",
+        default=300_000, validator=non_negative,
+    )  # fmt: skip
+    # how each round trains
+    normalizer: str = doc(
+        "refit: each round refits the normaliser on all data so far (its limits cover what the rounds add); keep: Phase I's",
+        default="refit", validator=one_of("refit", "keep"),
+    )  # fmt: skip
+    schedule: str = doc(
+        "restart: each round's steps_per_round have their own warmup and cosine decay from round_lr to train.min_lr; "
+        "stretch: the whole run's cosine is stretched over the new train.max_steps (a small warm restart)",
+        default="restart", validator=one_of("restart", "stretch"),
+    )  # fmt: skip
+    round_lr: float | None = doc("schedule=restart: peak learning rate of each round; null: train.lr", default=None, validator=positive)
+    round_warmup_steps: int = doc("schedule=restart: linear warmup at the start of each round", default=100, validator=non_negative)
 
     def beta_at(self, round_: int) -> float:
         return self.beta * self.beta_decay ** (round_ - 1)
+
+    def phase1_seeds(self, sources: int) -> list[list[int]]:
+        return [list(range(self.phase1_seed + s * self.phase1_unrolls, self.phase1_seed + (s + 1) * self.phase1_unrolls)) for s in range(sources)]
 
     def seeds(self, round_: int, episodes: int) -> list[int]:
         first = self.start_seed + (round_ - 1) * episodes

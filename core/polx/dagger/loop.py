@@ -29,10 +29,12 @@ from typing import Any
 
 import attrs
 import numpy as np
+import torch
 import yaml
 
 from polx.config import RunConfig
 from polx.dagger.config import DaggerConfig, resolve_dagger_config, split_overrides
+from polx.dagger.teacher import PolicySpec
 from polx.errors import DatasetError, UserInputError
 from polx.plugins import PolxPlugins
 from polx.runs import config_from_saved, prepare_training, read_run_config, run_dir_name
@@ -55,6 +57,8 @@ class DaggerPlan:
     adapter: Any
     layout: dict[str, tuple[tuple[int, ...], str]]  # raw array -> (per-step shape, dtype) of the aggregated data
     argv: list[str]
+    teacher: PolicySpec | None = None  # None: the env's scripted expert
+    sources: list[PolicySpec] = attrs.Factory(list)  # phase1=unrolls: the teacher, then the intermediate checkpoints
 
     @property
     def rounds(self) -> int:
@@ -84,10 +88,14 @@ def prepare_dagger(
     resume_dir: Path | None = None,
     overrides: tuple[str, ...] = (),
     argv: list[str] | None = None,
+    teacher: str | None = None,
 ) -> DaggerPlan:
+    """Everything checked, nothing written (unless resuming). ``teacher``: ``expert`` (the default) or a
+    polx checkpoint (a ``.ckpt`` file or a run directory)."""
     if resume_dir is not None:
         request = _read_request(Path(resume_dir))
-        given = [flag for flag, value in (("--head", head), ("--env", env), ("--objective", objective), ("--dataset", dataset), ("--run-dir", run_dir)) if value]
+        given = [flag for flag, value in (("--head", head), ("--env", env), ("--objective", objective), ("--dataset", dataset),
+                                          ("--run-dir", run_dir), ("--teacher", teacher)) if value]  # fmt: skip
         if given or overrides or loggers:
             raise UserInputError(
                 f"--resume continues {str(resume_dir)!r} exactly as it was started; drop {', '.join(given) or 'the KEY=VALUE overrides and --logger'} "
@@ -106,9 +114,15 @@ def prepare_dagger(
             "head": head, "env": env, "objective": objective, "dataset": str(dataset) if dataset else None,
             "loggers": list(loggers), "overrides": train_overrides,
             "dagger": attrs.asdict(resolve_dagger_config(dagger_overrides)), "rounds": rounds, "episodes": episodes,
+            "teacher": "expert" if teacher in (None, "expert") else str(Path(teacher).resolve()),
         }  # fmt: skip
         resume = False
     dagger = resolve_dagger_config([], base=request["dagger"])
+    request.setdefault("teacher", "expert")  # runs started before --teacher existed
+    if dagger.phase1 == "unrolls" and request["teacher"] == "expert":
+        raise UserInputError("dagger.phase1=unrolls needs a policy teacher: pass --teacher CKPT (a polx checkpoint), or keep dagger.phase1=dataset")
+    if dagger.phase1 == "unrolls" and dataset is not None and resume_dir is None:
+        raise UserInputError("--dataset is Phase I's data with dagger.phase1=dataset; with dagger.phase1=unrolls Phase I trains on the teacher's unrolls: drop one")
     stage0 = prepare_training(
         plugins,
         head=request["head"],
@@ -132,11 +146,23 @@ def prepare_dagger(
     if not callable(getattr(adapter, "make_expert", None)):
         raise UserInputError(
             f"env {config.components.env!r} offers no expert (its adapter has no make_expert()); polx dagger needs one "
-            "to label the policy's states (see 'Experts' in docs/plugin_hooks.md), or choose an env that has one (pusht, roboimi)"
+            "to label the policy's states, or with --teacher CKPT to record them as dataset rows (see 'Experts' in "
+            "docs/plugin_hooks.md); choose an env that has one (pusht, roboimi)"
         )
-    layout = _check_layout(adapter, config, _starting_data(adapter, config), plugins.registry)
+    spec, sources = None, []
+    if request["teacher"] != "expert":
+        from polx.dagger.teacher import intermediate_checkpoints, load_checkpoint_spec
+
+        spec = load_checkpoint_spec(plugins, Path(request["teacher"]), adapter, config.components.env)
+        if dagger.phase1 == "unrolls":
+            others = intermediate_checkpoints(Path(spec.path), dagger.phase1_checkpoints)
+            sources = [spec] + [load_checkpoint_spec(plugins, p, adapter, config.components.env, what="dagger.phase1_checkpoints") for p in others]
+    if dagger.phase1 == "unrolls":
+        layout = _recorded_layout(adapter, config)
+    else:
+        layout = _check_layout(adapter, config, _dataset_path(adapter, config), plugins.registry)
     return DaggerPlan(plugins=plugins, run_dir=run_dir, resume=resume, request=request, train_config=config,
-                      dagger=dagger, adapter=adapter, layout=layout, argv=list(argv or []))  # fmt: skip
+                      dagger=dagger, adapter=adapter, layout=layout, argv=list(argv or []), teacher=spec, sources=sources)  # fmt: skip
 
 
 def _read_request(run_dir: Path) -> dict:
@@ -146,10 +172,38 @@ def _read_request(run_dir: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _starting_data(adapter: Any, config: RunConfig) -> Path:
+def _dataset_path(adapter: Any, config: RunConfig) -> Path:
     if config.data.path is not None:
         return Path(config.data.path)
     return Path(adapter.default_dataset(progress=config.train.progress))
+
+
+def _starting_data(plan: DaggerPlan) -> Path:
+    """Phase I's data: the teacher's unrolls (``data/phase1.zarr``) or the starting dataset."""
+    if plan.dagger.phase1 == "unrolls":
+        return plan.run_dir / "data" / "phase1.zarr"
+    return _dataset_path(plan.adapter, plan.train_config)
+
+
+def _starting_format(plan: DaggerPlan) -> str:
+    return "zarr" if plan.dagger.phase1 == "unrolls" else plan.train_config.data.format
+
+
+def _recorded_layout(adapter: Any, config: RunConfig) -> dict:
+    """Phase I from unrolls: the arrays are whatever the expert's ``record`` gives, if ``dataset_obs`` can train on them."""
+    env, expert = adapter.make_env(), adapter.make_expert()
+    try:
+        env.reset(seed=0)
+        expert.reset()
+        row = {key: np.asarray(value) for key, value in expert.record(env).items()}
+        row["action"] = np.zeros(tuple(adapter.shape_meta["action"]["shape"]), np.float32)
+    finally:
+        env.close()
+    try:
+        adapter.dataset_obs({key: value[None] for key, value in row.items()})
+    except DatasetError as exc:
+        raise DatasetError(f"env {config.components.env!r}: its expert's record() rows cannot be trained on: {exc}") from None
+    return {key: (tuple(value.shape), str(value.dtype)) for key, value in row.items()}
 
 
 def _check_layout(adapter: Any, config: RunConfig, start: Path, registry: Any) -> dict:
@@ -233,9 +287,15 @@ def _run_round(plan: DaggerPlan, round_: int) -> tuple[dict, dict]:
     """Round 0 is Phase I; round r collects (unless its store exists), then trains and evaluates."""
     row: dict[str, Any] = {"round": round_}
     if round_ == PHASE_ONE:
-        _say("Phase I: training on the starting data")
-        data = _starting_data(plan.adapter, plan.train_config)
         row.update(beta=None, episodes_added=0, steps_added=0, disagreement_rate=None, rollout_mean_score=None, rollout_success_rate=None)
+        if plan.dagger.phase1 == "unrolls":
+            data = _phase1_store(plan)
+            figures = json.loads(data.with_suffix(".json").read_text())
+            row.update({k: v for k, v in figures.items() if not isinstance(v, (list, dict))})
+            _say("Phase I: training on the teacher's unrolls")
+        else:
+            _say("Phase I: training on the starting data")
+            data = _starting_data(plan)
     else:
         data = _collected_store(plan, round_)
         row.update(json.loads(data.with_suffix(".json").read_text()))
@@ -244,7 +304,7 @@ def _run_round(plan: DaggerPlan, round_: int) -> tuple[dict, dict]:
     metrics = summary.get("metrics", {})
     from polx.data.formats import open_dataset
 
-    rb = open_dataset(data, plan.train_config.data.format if round_ == PHASE_ONE else "zarr", registry=plan.plugins.registry)
+    rb = open_dataset(data, _starting_format(plan) if round_ == PHASE_ONE else "zarr", registry=plan.plugins.registry)
     row.update(
         train_steps=int(summary["global_step"]),
         dataset_episodes=len(rb.episode_ends),
@@ -269,28 +329,35 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
         return store
     for partial in data_dir.glob(f".{store.name}.partial-*"):  # left by a kill while writing
         shutil.rmtree(partial, ignore_errors=True)
-    previous = data_dir / f"round_{round_ - 1:03d}.zarr" if round_ > 1 else _starting_data(plan.adapter, plan.train_config)
+    previous = data_dir / f"round_{round_ - 1:03d}.zarr" if round_ > 1 else _starting_data(plan)
     beta = plan.dagger.beta_at(round_)
     seeds = plan.dagger.seeds(round_, plan.episodes)
-    _say(f"round {round_}/{plan.rounds}: rolling out the policy on seeds {seeds[0]}..{seeds[-1]} (beta {beta:.3f}), the expert labelling every step")
+    who = "the expert" if plan.teacher is None else f"the teacher (step {plan.teacher.step})"
+    _say(f"round {round_}/{plan.rounds}: rolling out the policy on seeds {seeds[0]}..{seeds[-1]} (beta {beta:.3f}), {who} labelling every step")
     config = plan.train_config
     policy = _load_policy(plan, stage_dir(plan, round_ - 1))
     episodes = collect(
-        plan.plugins, config, plan.adapter, policy, seeds, beta=beta,
+        plan.plugins, config, plan.adapter, policy, seeds, beta=beta, teacher=plan.teacher,
         max_steps=plan.dagger.max_steps or config.eval.max_steps, threshold=plan.dagger.disagreement, progress=config.train.progress,
     )  # fmt: skip
     steps = sum(e.steps for e in episodes)
+    labels = torch.as_tensor(np.concatenate([e.arrays["action"] for e in episodes]), dtype=torch.float32)
+    outside = (policy.normalizer.normalize("action", labels).abs() > 1.0).any(dim=-1).float().mean().item()
     figures = {
         "beta": beta,
         "episodes_added": len(episodes),
         "steps_added": steps,
         "disagreement_rate": sum(e.disagreements for e in episodes) / steps,
-        "expert_step_share": sum(e.expert_steps for e in episodes) / steps,
+        "teacher_step_share": sum(e.teacher_steps for e in episodes) / steps,
+        "label_ms_per_step": 1000 * sum(e.label_seconds for e in episodes) / steps,
+        "labels_outside_normalizer": outside,  # share of the new labels beyond the student's normaliser limits
         "rollout_mean_score": float(np.mean([e.max_reward for e in episodes])),
         "rollout_success_rate": float(np.mean([e.success for e in episodes])),
     }
+    if plan.teacher is not None:  # the labelled rollouts as collected, with the teacher's own observations
+        _write_episodes(data_dir / f"rollouts_{round_:03d}.zarr", episodes, plan.layout, teacher_keys=True, round_=round_)
     _say(f"round {round_}/{plan.rounds}: writing {store} (+{len(episodes)} episodes, +{steps} steps)")
-    source = open_dataset(previous, plan.train_config.data.format if round_ == 1 else "zarr", registry=plan.plugins.registry)  # the starting data: any format
+    source = open_dataset(previous, _starting_format(plan) if round_ == 1 else "zarr", registry=plan.plugins.registry)  # the starting data: any format
     keys = list(plan.layout)
     with ReplayBuffer.writer(store) as rb:
         arrays = load_arrays(source, keys)
@@ -306,6 +373,65 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
     if round_ > 1:  # everything in it is in the new store; round r-1's training is finished
         shutil.rmtree(previous, ignore_errors=True)
     return store
+
+
+def _phase1_store(plan: DaggerPlan) -> Path:
+    """``data/phase1.zarr``: ``dagger.phase1_unrolls`` episodes driven by each source (the teacher, then
+    ``phase1_checkpoints``), every step labelled by the teacher; collected once, written atomically."""
+    from polx.dagger.collect import collect_unrolls
+
+    store = plan.run_dir / "data" / "phase1.zarr"
+    if store.exists():
+        return store
+    for partial in store.parent.glob(f".{store.name}.partial-*"):
+        shutil.rmtree(partial, ignore_errors=True)
+    d, config = plan.dagger, plan.train_config
+    seeds = d.phase1_seeds(len(plan.sources))
+    _say(f"Phase I: {d.phase1_unrolls} unrolls from each of {len(plan.sources)} sources (the teacher and {len(plan.sources) - 1} "
+         f"intermediate checkpoints), seeds {seeds[0][0]}..{seeds[-1][-1]}, the teacher labelling every step")  # fmt: skip
+    episodes = collect_unrolls(
+        plan.plugins, config, plan.adapter, plan.sources, plan.teacher, seeds,
+        max_steps=d.max_steps or config.eval.max_steps, threshold=d.disagreement, progress=config.train.progress,
+    )  # fmt: skip
+    steps = sum(e.steps for e in episodes)
+    per_source = []
+    for index, spec in enumerate(plan.sources):
+        mine = [e for e in episodes if e.source == index]
+        per_source.append({"checkpoint": spec.path, "step": spec.step, "episodes": len(mine), "steps": sum(e.steps for e in mine),
+                           "mean_score": float(np.mean([e.max_reward for e in mine])), "success_rate": float(np.mean([e.success for e in mine]))})  # fmt: skip
+        _say(f"Phase I: source {index} (step {spec.step}): mean score {per_source[-1]['mean_score']:.3f} over {len(mine)} unrolls")
+    figures = {
+        "phase1_episodes": len(episodes),
+        "phase1_steps": steps,
+        "label_ms_per_step": 1000 * sum(e.label_seconds for e in episodes) / steps,
+        "disagreement_rate": sum(e.disagreements for e in episodes) / steps,
+        "rollout_mean_score": float(np.mean([e.max_reward for e in episodes])),
+        "rollout_success_rate": float(np.mean([e.success for e in episodes])),
+        "sources": per_source,
+    }
+    _write_episodes(store, episodes, plan.layout, teacher_keys=True, figures=figures)
+    return store
+
+
+SOURCE_KEY = "dagger_source"  # Phase I unrolls: which source drove the step (0: the teacher)
+
+
+def _write_episodes(store: Path, episodes: list, layout: dict, *, teacher_keys: bool, round_: int = 0, figures: dict | None = None) -> None:
+    """Labelled episodes as a replay buffer: the layout's arrays, the teacher's observations, the source;
+    ``figures`` go to ``<store>.json`` first, so a store that exists always has them."""
+    from polx.dagger.teacher import TEACHER_PREFIX
+    from polx.data.replay_buffer import ReplayBuffer
+
+    with ReplayBuffer.writer(store) as rb:
+        for episode in episodes:
+            rows = {k: episode.arrays[k].astype(dtype) for k, (_, dtype) in layout.items()}
+            if teacher_keys:
+                rows.update({k: v for k, v in episode.arrays.items() if k.startswith(TEACHER_PREFIX)})
+            rows[SOURCE_KEY] = np.full((episode.steps, 1), episode.source, np.int32)
+            rows[ROUND_KEY] = np.full((episode.steps, 1), round_, np.int32)
+            rb.add_episode(rows)
+        if figures is not None:
+            _write_atomic(store.with_suffix(".json"), dumps_flagged(figures, what=store.with_suffix(".json").name, indent=2) + "\n")
 
 
 def _load_policy(plan: DaggerPlan, stage: Path):
@@ -330,11 +456,15 @@ def stage_dir(plan: DaggerPlan, round_: int) -> Path:
 def train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
     """Train round ``round_``'s stage to its step budget (or find it trained); returns its directory.
 
-    Round r > 0 resumes round r-1's latest checkpoint (weights, EMA, optimizer, normalizer) with
-    ``data.path`` moved to ``data`` and ``train.max_steps`` to Phase I's plus r rounds' budget; the
-    learning-rate schedule is the trainer's over the new ``max_steps``, so each round starts a
-    little above where the last one ended and decays again (a warm restart). Public so that
-    ``benchmarks/bench_dagger.py`` trains its behaviour-cloning arm exactly the same way."""
+    Round r > 0 resumes round r-1's latest checkpoint (weights, EMA, optimizer) with ``data.path``
+    moved to ``data`` and ``train.max_steps`` to Phase I's plus r rounds' budget. The normaliser
+    is refitted on ``data`` (``dagger.normalizer=refit``: its limits then cover what the rounds
+    added) or kept from Phase I (``keep``). The learning rate (``dagger.schedule``): ``restart``
+    gives the round its own schedule, ``dagger.round_warmup_steps`` of warmup to ``dagger.round_lr``
+    and a cosine to ``train.min_lr`` at the round's last step (``train.schedule_start``);
+    ``stretch`` stretches Phase I's cosine over the new ``max_steps``, so each round starts a
+    little above where the last one ended. Public so that ``benchmarks/bench_dagger.py`` trains
+    its behaviour-cloning and control arms exactly the same way."""
     from polx.base.checkpoint import LATEST, atomic_write
     from polx.train.trainer import run_training
 
@@ -349,21 +479,54 @@ def train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
         shutil.rmtree(stage, ignore_errors=True)  # started but never checkpointed: nothing to keep
     if round_ == PHASE_ONE and not latest.is_file():
         r = plan.request
+        dataset = data if plan.dagger.phase1 == "unrolls" else (Path(r["dataset"]) if r["dataset"] else None)
         training = prepare_training(plan.plugins, head=r["head"], env=r["env"], objective=r["objective"], loggers=tuple(r["loggers"]),
-                                    dataset=Path(r["dataset"]) if r["dataset"] else None, run_dir=stage, overrides=r["overrides"], argv=plan.argv)  # fmt: skip
+                                    dataset=dataset, run_dir=stage, overrides=r["overrides"], argv=plan.argv)  # fmt: skip
     else:
         if not latest.is_file():  # seed the round with the previous round's checkpoint
             previous = stage_dir(plan, round_ - 1)
             saved = read_run_config(previous)
             path_value = yaml.safe_dump(str(data)).splitlines()[0]
-            seeded = config_from_saved(plan.plugins, saved, [f"data.path={path_value}", "data.format=zarr", f"train.max_steps={budget}"])
+            seeded = config_from_saved(plan.plugins, saved, [f"data.path={path_value}", "data.format=zarr", f"train.max_steps={budget}", *_schedule(plan, budget)])
             (stage / "checkpoints").mkdir(parents=True)
             _write_atomic(stage / "config.yaml", seeded.to_yaml())
             checkpoint = (previous / "checkpoints" / LATEST).read_bytes()
+            if plan.dagger.normalizer == "refit":
+                checkpoint = _refit_normalizer(plan, seeded, data, checkpoint)
             atomic_write(latest, lambda f: f.write(checkpoint))  # last: a stage with latest.ckpt is seeded
         training = prepare_training(plan.plugins, head=None, env=None, resume_dir=stage, argv=plan.argv)
     run_training(training)
     return stage
+
+
+def _schedule(plan: DaggerPlan, budget: int) -> list[str]:
+    """The training overrides of a round's learning-rate schedule (see ``train_stage``)."""
+    t, d = plan.train_config.train, plan.dagger
+    if d.schedule == "stretch":
+        return [f"train.lr={t.lr!r}", f"train.warmup_steps={t.warmup_steps}", "train.schedule_start=0"]
+    lr = d.round_lr if d.round_lr is not None else t.lr
+    return [f"train.lr={lr!r}", f"train.min_lr={min(t.min_lr, lr)!r}", f"train.warmup_steps={min(d.round_warmup_steps, d.steps_per_round)}",
+            f"train.schedule_start={budget - d.steps_per_round}"]  # fmt: skip
+
+
+def _refit_normalizer(plan: DaggerPlan, config: RunConfig, data: Path, checkpoint: bytes) -> bytes:
+    """``checkpoint`` with its normaliser (trained and EMA weights) fitted on ``data``'s training episodes,
+    as the trainer fits a new run's."""
+    import io
+
+    from polx.train.data import load_training_data
+
+    normalizer = load_training_data(data, plan.adapter, config, plan.plugins.registry).normalizer
+    state = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=True)
+    fitted = {f"normalizer.{k}": v.detach().cpu() for k, v in normalizer.state_dict().items()}
+    for weights in (state["model"], *([state["ema"]["model"]] if state.get("ema") is not None else [])):
+        missing = fitted.keys() - weights.keys()
+        if missing:
+            raise DatasetError(f"{str(data)!r}: the refitted normaliser has keys the policy lacks ({', '.join(sorted(missing))})")
+        weights.update(fitted)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def _trajectory_images(stage: Path) -> dict[str, str]:

@@ -205,10 +205,12 @@ def load_recipe(recipe: list[tuple[str, Any]]) -> Any:
     return load_plugins(entry_points=[], extra=extra)
 
 
-def worker_runtime(recipe, config, adapter, weights: bytes) -> ChunkRuntime:
-    """In a spawned worker: one torch thread, the plugin set rebuilt, the policy from its weights."""
-    torch.set_num_threads(1)  # n_envs processes share the cores
-    plugins = load_recipe(recipe)
+def worker_runtime(recipe, config, adapter, weights: bytes, *, plugins: Any = None) -> ChunkRuntime:
+    """In a spawned worker: one torch thread, the plugin set rebuilt, the policy from its weights
+    (in this process, with ``plugins`` given: the threads and plugins are left as they are)."""
+    if plugins is None:
+        torch.set_num_threads(1)  # n_envs processes share the cores
+        plugins = load_recipe(recipe)
     state = torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True)
     policy = build_policy(plugins, config, adapter.shape_meta, Normalizer.from_state_dict(state, prefix="normalizer."))
     policy.load_state_dict(state)

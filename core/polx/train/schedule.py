@@ -3,6 +3,9 @@
 A plain function of the step rather than a stateful scheduler object: resuming only needs the
 global step, and a resumed run with a larger ``train.max_steps`` re-stretches the cosine over the
 new length from where it is (what diffusion_policy does when it rebuilds its scheduler).
+``train.schedule_start`` moves the schedule's step 0 (the trainer passes ``step - schedule_start``
+and ``max_steps - schedule_start``): a stage that continues another run's checkpoint, such as a
+``polx dagger`` round, gets its own warmup and decay.
 """
 
 from __future__ import annotations

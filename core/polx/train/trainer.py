@@ -450,7 +450,8 @@ class Trainer:
 
     def _lr(self, step: int) -> float:
         t = self.cfg.train
-        return lr_at(step, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps, max_steps=t.max_steps)
+        start = t.schedule_start if step >= t.schedule_start else 0  # steps before it: the schedule from step 0
+        return lr_at(step - start, lr=t.lr, min_lr=t.min_lr, warmup_steps=t.warmup_steps, max_steps=t.max_steps - start)
 
     def _log(self, run: Run, metrics: dict, images: dict | None = None) -> None:
         logdispatch.log(self.plugins, run, self.step, {**metrics, "epoch": self.epoch}, images or {})
@@ -610,6 +611,7 @@ class Trainer:
                 "lr": t.lr,
                 "min_lr": t.min_lr,
                 "warmup_steps": t.warmup_steps,
+                "schedule_start": t.schedule_start,
                 "max_steps": t.max_steps,
             },
             "global_step": self.step,

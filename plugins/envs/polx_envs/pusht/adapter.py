@@ -46,6 +46,39 @@ class PushTAdapter:
 
         return PushTExpert(record_size=self.config.render_size if self._needs_images else None, travel_speed=self.config.expert_travel_speed)
 
+    def observe(self, env, obs_meta: Mapping[str, Mapping]) -> dict[str, np.ndarray]:
+        """The state ``env`` is in now, as an env observing ``obs_meta`` (another adapter's ``shape_meta["obs"]``) sees it.
+
+        How a teacher that observes differently from the student gets its own observation of the
+        student's state (``polx dagger --teacher CKPT``; see docs/plugin_hooks.md): a keypoints
+        teacher of an image student. Any obs type at any ``render_size``; the arrays equal what a
+        ``PushTEnv`` of that obs type returns in the same state.
+        """
+        from polx.errors import UserInputError
+        from polx_envs.pusht import geometry, render
+
+        env = getattr(env, "unwrapped", env)
+        sim = env.sim
+        agent = sim.agent_pos.astype(np.float32)
+        out: dict[str, np.ndarray] = {}
+        for key, spec in obs_meta.items():
+            shape = tuple(spec["shape"])
+            if key == "keypoints" and shape == (20,):
+                out[key] = np.concatenate([geometry.keypoints(sim.block_pose).reshape(-1).astype(np.float32), agent])
+            elif key == "state" and shape == (5,):
+                out[key] = sim.state().astype(np.float32)
+            elif key == "agent_pos" and shape == (2,):
+                out[key] = agent
+            elif key == "image" and len(shape) == 3 and shape[0] == 3 and shape[1] == shape[2]:
+                frame = render.render_frame(sim.agent_pos, sim.block_polygons(), sim.contact_markers(), shape[1])
+                out[key] = np.moveaxis(frame, -1, 0).astype(np.float32) / 255.0
+            else:
+                raise UserInputError(
+                    f"env pusht cannot observe {key!r} of shape {shape}: it observes keypoints (20,), state (5,), "
+                    "agent_pos (2,) and image (3, S, S)"
+                )
+        return out
+
     def dataset_obs(self, data: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Replay-buffer arrays -> this obs type's keys plus ``action`` (see the module docs of ``demos``)."""
         kind = self.config.obs_type
