@@ -111,6 +111,7 @@ class ToyReachConfig:
     success_radius: float = 0.1
     image: bool = False
     action_groups: bool = False  # declare the action's two coordinates as groups x and y (action layouts)
+    action_pad: int = 0  # extra action dimensions the env ignores (an action shape other than another env's)
     cache_dir: str | None = None  # None: a directory under the system temp dir
 
 
@@ -124,7 +125,7 @@ class ToyReachEnv(gym.Env):
         if config.image:
             spaces["image"] = gym.spaces.Box(0, 1, (3, 16, 16), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
-        self.action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1, 1, (2 + config.action_pad,), np.float32)
         self.path: list[np.ndarray] = []
 
     def reset(self, *, seed: int | None = None, options=None):
@@ -135,7 +136,7 @@ class ToyReachEnv(gym.Env):
         return self._obs(), {}
 
     def step(self, action):
-        delta = np.clip(np.asarray(action, dtype=np.float64), -1, 1) - self.pos
+        delta = np.clip(np.asarray(action, dtype=np.float64)[:2], -1, 1) - self.pos
         norm = np.linalg.norm(delta)
         if norm > self.config.max_speed:
             delta *= self.config.max_speed / norm
@@ -168,7 +169,7 @@ class ToyReachAdapter:
         obs = {"pos": {"shape": [2], "type": "low_dim"}, "goal": {"shape": [2], "type": "low_dim"}}
         if config.image:
             obs = {"image": {"shape": [3, 16, 16], "type": "rgb"}, **obs}
-        self.shape_meta = {"obs": obs, "action": {"shape": [2]}}
+        self.shape_meta = {"obs": obs, "action": {"shape": [2 + config.action_pad]}}
         if config.action_groups:
             self.shape_meta["action"]["groups"] = {"x": [0, 1], "y": [1, 2]}
 
@@ -183,7 +184,7 @@ class ToyReachAdapter:
 
     def default_dataset(self, progress: bool = True) -> Path:
         root = Path(self.config.cache_dir) if self.config.cache_dir else Path(tempfile.gettempdir()) / "polx-toy"
-        path = root / f"toy_reach_{self.config.n_demos}{'_img' if self.config.image else ''}.zarr"
+        path = root / f"toy_reach_{self.config.n_demos}{'_img' if self.config.image else ''}{f'_pad{self.config.action_pad}' if self.config.action_pad else ''}.zarr"
         if not path.exists():
             self.generate_demos(path, self.config.n_demos)
         return path
@@ -202,8 +203,8 @@ class ToyReachAdapter:
                     rows["pos"].append(obs["pos"])
                     rows["goal"].append(obs["goal"])
                     rows["img"].append(env.camera())
-                    rows["action"].append(action)
-                    obs, _, done, _, _ = env.step(action)
+                    rows["action"].append(np.concatenate([action, np.zeros(self.config.action_pad, np.float32)]))
+                    obs, _, done, _, _ = env.step(rows["action"][-1])
                     if done:
                         break
                 rb.add_episode({k: np.stack(v) for k, v in rows.items()})

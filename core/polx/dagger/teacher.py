@@ -187,15 +187,18 @@ def load_checkpoint_spec(plugins: Any, path: Path, adapter: Any, env_name: str, 
         config = config_from_saved(plugins, state["config"], [])
     except (ConfigError, UserInputError) as exc:
         raise UserInputError(f"{what} {str(path)!r}: its config cannot be read by this polx: {exc}") from None
+    problems = []
     if config.components.env != env_name:
-        raise UserInputError(
-            f"{what} {str(path)!r} was trained on env {config.components.env!r}; this run's env is {env_name!r} "
-            "(a teacher must act in the student's env)"
-        )
-    teacher_adapter = plugins.build_env(config)
+        problems.append(f"it was trained on env {config.components.env!r}, this run's env is {env_name!r} (a teacher acts in the student's env)")
+    try:
+        teacher_adapter = plugins.build_env(config)
+    except (ConfigError, UserInputError) as exc:
+        raise UserInputError(f"{what} {str(path)!r}: {'; '.join(problems + [f'its env cannot be built here: {exc}'])}") from None
     theirs, ours = tuple(teacher_adapter.shape_meta["action"]["shape"]), tuple(adapter.shape_meta["action"]["shape"])
     if theirs != ours:
-        raise UserInputError(f"{what} {str(path)!r} acts with shape {theirs}; env {env_name!r} with this config takes actions of shape {ours}")
+        problems.append(f"it acts with shape {theirs}, env {env_name!r} with this config takes actions of shape {ours}")
+    if problems:
+        raise UserInputError(f"{what} {str(path)!r} cannot teach here: " + "; ".join(problems))
     obs_meta = teacher_adapter.shape_meta["obs"]
     if not _same_obs(obs_meta, adapter.shape_meta["obs"]):
         if not callable(getattr(adapter, "observe", None)):

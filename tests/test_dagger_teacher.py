@@ -1,0 +1,259 @@
+"""``polx dagger --teacher CKPT``: a trained checkpoint labels the student's states, with the real
+PushT env, tiny heads trained for a few steps, and real checkpoints.
+
+The stored label of every step is the teacher's action recomputed from the stored teacher
+observations (its own history, a fresh prediction each step); a keypoints teacher labels an
+image student; Phase I stores unrolls from the teacher and its intermediate checkpoints, all
+labelled by the final teacher; a round refits the normaliser and restarts the learning-rate
+schedule as configured; bad teachers exit 2 with nothing written; a run killed in Phase I or in
+a round resumes to the same data.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from polx import cli
+from polx.config import resolve_config
+from polx.data.normalizer import Normalizer
+from polx.data.replay_buffer import ReplayBuffer
+from polx.plugins import load_plugins
+from polx.policy.policy import build_policy
+
+TINY_HEAD = ["head.n_emb=32", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1"]
+TINY_RUN = [
+    "train.batch_size=4", "train.progress=false", "train.val_every=0", "train.threads=1", "train.log_every=1",
+    "data.val_ratio=0.0", "eval.n_test=1", "eval.n_train=0", "eval.max_steps=8", "eval.n_vis=1",
+]  # fmt: skip
+IMAGE = ["env.obs_type=image", "env.render_size=32", "encoder.backbone=convnet", "encoder.channels=[8, 8]",
+         "encoder.feature_dim=16", "encoder.crop_shape=[28, 28]"]  # fmt: skip
+
+
+def _installed():
+    return load_plugins(entry_points=list(metadata.entry_points(group="polx")))
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    """A keypoints imf_attnres run of 6 steps on 3 expert demos, keeping its checkpoints at steps 2, 4 and 6."""
+    if "pusht" not in _installed().registry.names("env"):
+        pytest.skip("needs the envs plugin")
+    from polx.runs import build_env_adapter
+
+    root = tmp_path_factory.mktemp("teacher")
+    demos = root / "demos.zarr"
+    build_env_adapter(_installed(), "pusht", ["env.demo_max_steps=30", "env.render_size=32"]).generate_demos(demos, 3, seed=0, keep_all=True, progress=False)
+    argv = ["train", "--head", "imf_attnres", "--env", "pusht", "--dataset", str(demos), "--run-dir", str(root / "run"), *TINY_HEAD, *TINY_RUN,
+            "env.obs_type=keypoints", "train.max_steps=6", "train.checkpoint_every=2", "eval.rollout_every=2", "train.topk=5"]  # fmt: skip
+    result = CliRunner().invoke(cli.main, argv)
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+def _student(obs: list[str]):
+    """A freshly initialised student (its actions are far from the teacher's, so states differ from the teacher's own)."""
+    from polx.policy.encoder import obs_keys
+
+    plugins = _installed()
+    config = resolve_config(plugins, head="imf_attnres", env="pusht", overrides=[*TINY_HEAD, *obs, "eval.n_envs=1"])
+    adapter = plugins.build_env(config)
+    rng = np.random.default_rng(0)
+    rgb, low_dim = obs_keys(adapter.shape_meta)
+    data = {key: rng.random((32, *adapter.shape_meta["obs"][key]["shape"])) * 512 for key in low_dim}
+    data["action"] = rng.random((32, 2)) * 512
+    torch.manual_seed(0)
+    return plugins, config, adapter, build_policy(plugins, config, adapter.shape_meta, Normalizer.fit(data, identity_keys=rgb))
+
+
+def _replayed_labels(plugins, spec, arrays: dict, seed: int) -> np.ndarray:
+    """The teacher's per-step actions recomputed from the stored ``teacher_<key>`` rows, oldest first."""
+    from polx.dagger.teacher import TEACHER_PREFIX, StepRuntime
+
+    runtime = StepRuntime(spec.build(plugins), num_steps=spec.config.eval.num_steps)
+    runtime.reset(seed=seed)
+    keys = [k[len(TEACHER_PREFIX) :] for k in arrays if k.startswith(TEACHER_PREFIX)]
+    with torch.no_grad():
+        return np.stack([runtime.act({k: arrays[TEACHER_PREFIX + k][t] for k in keys}) for t in range(len(arrays["action"]))])
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seeds=st.lists(st.integers(0, 10**6), min_size=1, max_size=2, unique=True), beta=st.sampled_from([0.0, 0.5]))
+def test_every_stored_label_is_the_teachers_action_from_its_own_stored_history(teacher, seeds, beta) -> None:
+    from polx.dagger.collect import collect
+    from polx.dagger.teacher import load_checkpoint_spec
+
+    plugins, config, adapter, student = _student(["env.obs_type=keypoints"])
+    spec = load_checkpoint_spec(plugins, teacher, adapter, "pusht")
+    episodes = collect(plugins, config, adapter, student, seeds, beta=beta, max_steps=12, threshold=0.1, progress=False, teacher=spec)
+    for episode in episodes:
+        np.testing.assert_array_equal(episode.arrays["action"], _replayed_labels(plugins, spec, episode.arrays, episode.seed))
+        # the teacher saw this state: its keypoints are what the dataset row converts to
+        rows = {k: episode.arrays[k] for k in ("state", "keypoint", "action")}
+        np.testing.assert_allclose(adapter.dataset_obs(rows)["keypoints"], episode.arrays["teacher_keypoints"], atol=1e-4)
+        assert episode.label_seconds > 0
+    assert beta > 0 or all(e.teacher_steps == 0 for e in episodes)
+
+
+def test_a_keypoints_teacher_labels_an_image_student(teacher) -> None:
+    from polx.dagger.collect import collect
+    from polx.dagger.teacher import load_checkpoint_spec
+
+    plugins, config, adapter, student = _student(IMAGE)
+    spec = load_checkpoint_spec(plugins, teacher, adapter, "pusht")
+    assert set(spec.obs_meta) == {"keypoints"} and set(adapter.shape_meta["obs"]) == {"image", "agent_pos"}
+    (episode,) = collect(plugins, config, adapter, student, [7], beta=0.0, max_steps=10, threshold=0.1, progress=False, teacher=spec)
+    assert episode.arrays["img"].shape == (episode.steps, 32, 32, 3) and episode.arrays["teacher_keypoints"].shape == (episode.steps, 20)
+    np.testing.assert_array_equal(episode.arrays["action"], _replayed_labels(plugins, spec, episode.arrays, 7))
+    # the student drove (beta 0): its image of step t shows the pusher where the teacher's keypoints say it is
+    agent = episode.arrays["teacher_keypoints"][:, 18:]
+    np.testing.assert_allclose(agent, episode.arrays["state"][:, :2], atol=1e-4)
+
+
+def _dagger(teacher: Path, run_dir: Path, *extra: str) -> list[str]:
+    return ["dagger", "--head", "imf_attnres", "--env", "pusht", "--teacher", str(teacher), "--rounds", "1", "--episodes", "2",
+            "--run-dir", str(run_dir), *TINY_HEAD, *TINY_RUN, "train.max_steps=4", "train.checkpoint_every=2",
+            "dagger.steps_per_round=4", "dagger.max_steps=10", "dagger.phase1=unrolls", "dagger.phase1_unrolls=2", *extra]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def phase1_run(teacher, tmp_path_factory) -> Path:
+    """An image student, Phase I from the teacher and two of its intermediate checkpoints, one round."""
+    ckpts = sorted((teacher / "checkpoints").glob("epoch=*step=000000[24]*.ckpt"))
+    assert len(ckpts) == 2
+    run_dir = tmp_path_factory.mktemp("phase1") / "run"
+    argv = _dagger(teacher, run_dir, *IMAGE, f"dagger.phase1_checkpoints=[{ckpts[0]}, {ckpts[1]}]", "dagger.round_warmup_steps=2")
+    result = CliRunner().invoke(cli.main, argv)
+    assert result.exit_code == 0, result.output
+    return run_dir
+
+
+def test_phase1_stores_unrolls_from_each_source_labelled_by_the_final_teacher(teacher, phase1_run) -> None:
+    from polx.dagger.teacher import load_checkpoint_spec
+    from polx_envs.pusht.env import PushTEnv
+
+    plugins = _installed()
+    store = ReplayBuffer.open(phase1_run / "data" / "phase1.zarr")
+    data, ends = store.load(), store.episode_ends
+    starts = np.concatenate([[0], ends[:-1]])
+    assert [int(data["dagger_source"][lo, 0]) for lo in starts] == [0, 0, 1, 1, 2, 2]
+    figures = json.loads((phase1_run / "data" / "phase1.json").read_text())
+    assert [s["step"] for s in figures["sources"]] == [6, 2, 4] and figures["phase1_steps"] == store.n_steps
+    _, _, adapter, _ = _student(IMAGE)
+    spec = load_checkpoint_spec(plugins, teacher, adapter, "pusht")
+    for k, (lo, hi) in enumerate(zip(starts, ends)):
+        seed = 300_000 + k  # dagger.phase1_seed, source s, unroll i: phase1_seed + s * phase1_unrolls + i
+        env = PushTEnv(obs_type="keypoints")
+        env.reset(seed=seed)
+        assert np.allclose(data["state"][lo], env.sim.state())
+        arrays = {key: value[lo:hi] for key, value in data.items()}
+        np.testing.assert_array_equal(arrays["action"], _replayed_labels(plugins, spec, arrays, seed))
+    table = json.loads((phase1_run / "summary.json").read_text())["table"]
+    assert table[0]["dataset_steps"] == store.n_steps and table[0]["label_ms_per_step"] > 0
+    rollouts = ReplayBuffer.open(phase1_run / "data" / "rollouts_001.zarr")
+    assert rollouts.n_episodes == 2 and "teacher_keypoints" in rollouts.keys()
+
+
+def test_a_round_refits_the_normaliser_and_restarts_its_schedule(phase1_run) -> None:
+    from polx.base.checkpoint import LATEST, load_checkpoint
+    from polx.runs import read_run_config
+    from polx.train.data import load_training_data
+    from polx.train.schedule import lr_at
+
+    plugins = _installed()
+    stage = phase1_run / "stages" / "round_001"
+    from polx.runs import config_from_saved
+
+    config = config_from_saved(plugins, read_run_config(stage), [])
+    assert (config.train.schedule_start, config.train.max_steps, config.train.warmup_steps) == (4, 8, 2)
+    lrs = {r["global_step"]: r["lr"] for r in map(json.loads, (stage / "logs.json.txt").read_text().splitlines()) if "lr" in r}
+    for step, lr in lrs.items():  # logged after the step: optimizer step index step - 1
+        if step > 4:
+            expected = lr_at(step - 1 - 4, lr=config.train.lr, min_lr=config.train.min_lr, warmup_steps=2, max_steps=4)
+            assert lr == pytest.approx(expected, rel=1e-6), step
+    data = load_training_data(phase1_run / "data" / "round_001.zarr", plugins.build_env(config), config, plugins.registry)
+    fitted = data.normalizer.state_dict()
+    state = load_checkpoint(stage / "checkpoints" / LATEST)
+    for weights in (state["model"], state["ema"]["model"]):
+        for key, value in fitted.items():
+            assert torch.equal(weights[f"normalizer.{key}"], value), key
+    phase1 = load_checkpoint(phase1_run / "stages" / "round_000" / "checkpoints" / LATEST)["model"]
+    assert any(not torch.equal(phase1[f"normalizer.{k}"], v) for k, v in fitted.items())  # the round's data moved the limits
+
+
+# ---------------------------------------------------------------------------------------------
+# bad teachers: exit 2, a message naming the problem, nothing written
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _refused(argv: list[str], root: Path, fragments: list[str], monkeypatch, plugins=None) -> None:
+    if plugins is not None:
+        monkeypatch.setattr(cli, "_plugins", lambda **_: plugins)
+    before = _files(root)
+    result = CliRunner().invoke(cli.main, argv)
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    for fragment in fragments:
+        assert fragment in message, result.output
+    assert _files(root) == before
+
+
+def test_a_file_that_is_not_a_polx_checkpoint_is_refused(teacher, tmp_path, monkeypatch) -> None:
+    bogus = tmp_path / "model.ckpt"
+    torch.save({"weights": torch.zeros(3)}, bogus)
+    _refused(_dagger(bogus, tmp_path / "run"), tmp_path, ["--teacher", "model.ckpt", "is not a polx checkpoint"], monkeypatch)
+    _refused(_dagger(tmp_path / "nowhere", tmp_path / "run"), tmp_path, ["--teacher", "nowhere", "does not exist"], monkeypatch)
+
+
+def test_a_teacher_whose_actions_do_not_fit_the_env_is_refused(teacher, tmp_path, monkeypatch) -> None:
+    import toy_plugin
+
+    plugins = load_plugins(entry_points=list(metadata.entry_points(group="polx")), extra=[("toy", toy_plugin)])
+    monkeypatch.setattr(cli, "_plugins", lambda **_: plugins)
+    toy_run = tmp_path / "toy"
+    result = CliRunner().invoke(cli.main, ["train", "--head", "toy_mlp", "--env", "toy_reach", "--run-dir", str(toy_run), "env.action_pad=1",
+                                           f"env.cache_dir={tmp_path / 'cache'}", "train.max_steps=2", "train.progress=false", "eval.n_test=1",
+                                           "eval.n_train=0", "eval.max_steps=4", "train.val_every=0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    _refused(_dagger(toy_run, tmp_path / "run"), tmp_path, ["cannot teach here", "env 'toy_reach'", "shape (3,)", "shape (2,)"], monkeypatch)
+
+
+def test_phase1_unrolls_need_a_checkpoint_teacher(tmp_path, monkeypatch) -> None:
+    argv = ["dagger", "--head", "imf_attnres", "--env", "pusht", "--rounds", "1", "--episodes", "1", "--run-dir", str(tmp_path / "run"),
+            "dagger.phase1=unrolls"]  # fmt: skip
+    _refused(argv, tmp_path, ["dagger.phase1=unrolls needs a policy teacher", "--teacher CKPT"], monkeypatch)
+
+
+# ---------------------------------------------------------------------------------------------
+# --resume after a kill
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("where", ["phase1_training", "round_training"])
+def test_a_run_killed_in_phase1_or_in_a_round_resumes_to_the_same_data(teacher, tmp_path, where) -> None:
+    from test_dagger import _kill_when, _mid_training
+
+    reference, run_dir = tmp_path / "reference", tmp_path / "run"
+    argv = lambda d: [*_dagger(teacher, d, "env.obs_type=keypoints", "dagger.phase1_checkpoints=[all]")]  # noqa: E731
+    assert CliRunner().invoke(cli.main, argv(reference)).exit_code == 0
+    _kill_when(argv(run_dir), _mid_training(run_dir / "stages" / ("round_000" if where == "phase1_training" else "round_001")))
+    assert not (run_dir / "summary.json").exists()
+    result = CliRunner().invoke(cli.main, ["dagger", "--resume", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for name in ("phase1.zarr", "round_001.zarr", "rollouts_001.zarr"):
+        ours, theirs = (ReplayBuffer.open(d / "data" / name) for d in (run_dir, reference))
+        assert np.array_equal(ours.episode_ends, theirs.episode_ends), name
+        for key in theirs.keys():
+            assert np.array_equal(ours.load([key])[key], theirs.load([key])[key]), (name, key)
