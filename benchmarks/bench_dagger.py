@@ -17,6 +17,26 @@ the Phase I data and for DAgger's relabelled episodes, since a teacher whose lab
 to imitate. Readable lines, then one JSON line. The full measurement is long (see ``--help``); a tiny run checks it end to end::
 
     python benchmarks/bench_dagger.py --tiny --out runs/bench_dagger
+
+With ``--teacher CKPT`` (a trained polx checkpoint, LucidSim's shape) the arms are, per training
+seed (``--train-seeds``), at equal labels and equal steps:
+
+- Phase I: the student trains on ``--phase1-unrolls`` unrolls from the teacher and from each of its
+  intermediate checkpoints (``--phase1-checkpoints``, default its run's top-k), every step labelled
+  by the teacher; all arms start from it;
+- DAgger: ``polx dagger --teacher CKPT``: the student's own rollouts, labelled by the teacher;
+- BC: teacher unrolls on fresh seeds (the teacher drives and labels), as many labels as DAgger
+  holds after each round (the last unroll cut to match);
+- control: the same steps on the Phase I data alone;
+
+scored on the 50 test seeds, with the teacher's own score on them. ``--obs image`` makes the
+student see images (configs/pusht_image_cpu.yaml's encoder) while the teacher keeps its own
+observations. One process per training seed uses one core; ``--report DIR...`` merges such runs
+into the tables, targets and ``--plot`` PNG::
+
+    python benchmarks/bench_dagger.py --teacher runs/keypoints/checkpoints/latest.ckpt --out runs/bd0 --train-seeds 0
+    python benchmarks/bench_dagger.py --teacher runs/keypoints/checkpoints/latest.ckpt --out runs/bd1 --train-seeds 1
+    python benchmarks/bench_dagger.py --report runs/bd0 runs/bd1 --plot benchmarks/dagger_teacher.png
 """
 
 from __future__ import annotations
@@ -31,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polx.dagger import prepare_dagger, run_dagger, stage_dir, train_stage  # BC trains its rounds as DAgger does
+from polx.dagger import collect_unrolls, prepare_dagger, run_dagger, stage_dir, train_stage, write_episodes  # BC trains its rounds as DAgger does
 from polx.data.replay_buffer import ReplayBuffer
 from polx.plugins import load_plugins
 
@@ -43,16 +63,24 @@ TINY = [
 ]  # fmt: skip
 
 
-def write_prefix(out: Path, sources: list[tuple[ReplayBuffer, int]]) -> None:
+def write_prefix(out: Path, sources: list[tuple[ReplayBuffer, int]], total_steps: int | None = None) -> None:
     """A store holding the first ``n`` episodes of each source, in order, with the arrays they all have
-    (the human demonstrations' low-dim store has no ``img``; generated demos always do)."""
+    (the human demonstrations' low-dim store has no ``img``; generated demos always do); with
+    ``total_steps``, cut where the store reaches that many steps (the last episode truncated), so
+    two arms hold exactly equal labels."""
     keys = sorted(set.intersection(*(set(source.keys()) for source, _ in sources)))
+    written = 0
     with ReplayBuffer.writer(out) as rb:
         for source, n in sources:
             data, ends = source.load(keys), source.episode_ends
             starts = np.concatenate([[0], ends[:-1]])
             for lo, hi in list(zip(starts, ends))[:n]:
+                if total_steps is not None:
+                    hi = min(hi, lo + total_steps - written)
+                    if hi <= lo:
+                        return
                 rb.add_episode({key: value[lo:hi] for key, value in data.items()})
+                written += hi - lo
 
 
 def label_jumps(store: Path) -> dict[str, dict]:
@@ -74,7 +102,15 @@ def label_jumps(store: Path) -> dict[str, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="working directory (must not exist)")
+    parser.add_argument("--out", type=Path, help="working directory (must not exist)")
+    parser.add_argument("--teacher", type=Path, help="a trained polx checkpoint as the teacher (see above); default: the env's scripted expert")
+    parser.add_argument("--obs", choices=("keypoints", "image"), default="keypoints", help="--teacher: what the student observes")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1], help="--teacher: train.seed of each arm's runs")
+    parser.add_argument("--phase1-unrolls", type=int, default=10, help="--teacher: unrolls from each Phase I source")
+    parser.add_argument("--phase1-checkpoints", default="all", help="--teacher: dagger.phase1_checkpoints (a YAML list, or all)")
+    parser.add_argument("--phase1-steps", type=int, help="--teacher: Phase I training steps (default 4000 keypoints, 6000 image)")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="DIR", help="merge finished --teacher runs' result.json into tables")
+    parser.add_argument("--plot", type=Path, help="--report: write the score-by-round PNG here")
     parser.add_argument("--head", default="imf_attnres")
     parser.add_argument("--start", choices=("expert", "human"), default="expert",
                         help="Phase I data: --start-episodes scripted-expert demos, or PushT's human demos (206 episodes)")
@@ -91,8 +127,14 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="a few steps of a tiny head: checks the benchmark runs, measures nothing")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE for both arms (default: configs/pusht_keypoints_cpu.yaml with 12,000 Phase I steps)")
     args = parser.parse_args()
+    if args.report:
+        return report(args.report, args.plot)
+    if args.out is None:
+        sys.exit("--out is required (a new working directory)")
     if args.out.exists():
         sys.exit(f"--out {args.out} exists; choose a new directory")
+    if args.teacher is not None:
+        return teacher_bench(args)
     started = time.perf_counter()
     plugins = load_plugins(entry_points=list(metadata.entry_points(group="polx")))
     overrides = (TINY if args.tiny else ["train.max_steps=12000"]) + ["env.obs_type=keypoints", "train.progress=false", "eval.n_train=0", f"eval.n_envs={args.workers}"]
@@ -202,6 +244,180 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------------------------------
+# a trained policy as the teacher
+
+STUDENT = {  # a smaller student than the keypoints recipe's (n_emb 96, 3 layers), at a small budget
+    "keypoints": ["env.obs_type=keypoints", "head.n_emb=64", "head.n_layer=2", "head.n_head=2", "head.n_kv_head=1", "train.batch_size=64",
+                  "train.lr=0.002", "train.warmup_steps=300"],
+    "image": None,  # configs/pusht_image_cpu.yaml's encoder and head, without its minute budget
+}  # fmt: skip
+COMMON = ["train.progress=false", "train.val_every=0", "train.checkpoint_every=1000", "eval.rollout_every=0", "eval.n_train=0", "eval.n_vis=2",
+          "eval.n_test=50", "train.threads=1", "eval.n_envs=1"]  # fmt: skip
+TEACHER_TINY = ["head.n_emb=32", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1", "train.batch_size=8", "eval.n_test=2", "eval.max_steps=30",
+                "eval.n_vis=1", "train.checkpoint_every=0"]  # fmt: skip
+
+
+def teacher_bench(args) -> None:
+    """The three arms for each of ``--train-seeds`` (see the module docs); ``result.json`` and one JSON line."""
+    from polx.dagger import load_checkpoint_spec
+    from polx.eval.evaluate import evaluate_checkpoint
+
+    started = time.perf_counter()
+    plugins = load_plugins(entry_points=list(metadata.entry_points(group="polx")))
+    if args.obs == "image":
+        student = [o for o in (f"{k}={v}" for k, v in _flat(REPO / "configs" / "pusht_image_cpu.yaml")) if not o.startswith(("train.max_minutes", "train.max_steps"))]
+    else:
+        student = list(STUDENT["keypoints"])
+    phase1_steps = args.phase1_steps or (6000 if args.obs == "image" else 4000)
+    overrides = [*student, *COMMON, f"train.max_steps={phase1_steps}", f"dagger.steps_per_round={args.steps_per_round}",
+                 "dagger.phase1=unrolls", f"dagger.phase1_unrolls={args.phase1_unrolls}", f"dagger.phase1_checkpoints={_yaml_list(args.phase1_checkpoints)}",
+                 f"eval.n_envs={args.workers}"]  # fmt: skip
+    if args.tiny:
+        overrides += TEACHER_TINY + ["train.max_steps=4", "dagger.steps_per_round=4", "dagger.max_steps=20", "dagger.phase1_unrolls=1"]
+    overrides += args.overrides
+    args.out.mkdir(parents=True)
+    say = lambda text: print(f"bench_dagger: {text}", file=sys.stderr, flush=True)  # noqa: E731
+
+    # the teacher's own score on the test seeds, evaluated as the students are
+    test_overrides = [o for o in overrides if o.startswith(("eval.n_test", "eval.max_steps", "eval.n_envs"))]
+    say(f"scoring the teacher {args.teacher} on the test seeds")
+    teacher_report = evaluate_checkpoint(plugins, _ckpt(args.teacher), out=args.out / "teacher_eval", overrides=[*test_overrides, "eval.n_vis=0", "eval.n_train=0"])
+    teacher_score = teacher_report["metrics"]["test_mean_score"]
+    say(f"teacher: test_mean_score {teacher_score:.3f}")
+
+    seeds_out = {}
+    for seed in args.train_seeds:
+        base = args.out / f"seed{seed}"
+        arm = lambda name: prepare_dagger(plugins, head=args.head, env="pusht", rounds=args.rounds, episodes=args.episodes, teacher=str(args.teacher),  # noqa: E731
+                                          run_dir=base / name, overrides=tuple([*overrides, f"train.seed={seed}"]))  # fmt: skip
+        t0 = time.perf_counter()
+        plan = arm("dagger")
+        run_dagger(plan)
+        table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
+        seconds = {"dagger+phase1": round(time.perf_counter() - t0, 1)}
+        phase1 = plan.run_dir / "data" / "phase1.zarr"
+
+        # BC: the teacher's own unrolls on fresh seeds, as many labels as DAgger's rounds added
+        t0 = time.perf_counter()
+        bc_plan = arm("bc")
+        shutil.copytree(stage_dir(plan, 0), stage_dir(bc_plan, 0))
+        needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
+        pool_store, pool = args.out / f"seed{seed}" / "bc_pool.zarr", []
+        next_seed = 600_000
+        while sum(e.steps for e in pool) < needed:
+            batch = max(args.workers, (needed - sum(e.steps for e in pool)) // 200 + 1)
+            pool += collect_unrolls(plugins, plan.train_config, plan.adapter, [plan.teacher], plan.teacher, [list(range(next_seed, next_seed + batch))],
+                                    max_steps=plan.train_config.eval.max_steps, threshold=plan.dagger.disagreement, progress=False)  # fmt: skip
+            next_seed += batch
+        write_episodes(pool_store, pool, plan.layout, teacher_keys=False)
+        cumulative = np.cumsum([e.steps for e in pool])
+        bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
+        phase1_rb, pool_rb = ReplayBuffer.open(phase1), ReplayBuffer.open(pool_store)
+        for row in table[1:]:
+            r = row["round"]
+            n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
+            store = bc_plan.run_dir / "data" / f"round_{r:03d}.zarr"
+            write_prefix(store, [(phase1_rb, phase1_rb.n_episodes), (pool_rb, n)], total_steps=row["dataset_steps"])  # DAgger's labels, exactly
+            stage = train_stage(bc_plan, r, store)
+            summary = json.loads((stage / "summary.json").read_text())
+            bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "train_steps": summary["global_step"],
+                            "test_mean_score": summary["metrics"].get("test_mean_score")})  # fmt: skip
+        seconds["bc"] = round(time.perf_counter() - t0, 1)
+
+        # control: the same steps on the Phase I data alone
+        t0 = time.perf_counter()
+        control_plan = arm("control")
+        shutil.copytree(stage_dir(plan, 0), stage_dir(control_plan, 0))
+        control_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
+        for row in table[1:]:
+            stage = train_stage(control_plan, row["round"], phase1)
+            summary = json.loads((stage / "summary.json").read_text())
+            control_rows.append({"round": row["round"], "labels": table[0]["dataset_steps"], "train_steps": summary["global_step"],
+                                 "test_mean_score": summary["metrics"].get("test_mean_score")})  # fmt: skip
+        seconds["control"] = round(time.perf_counter() - t0, 1)
+        keep = ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate", "label_ms_per_step",
+                "labels_outside_normalizer", "rollout_mean_score")  # fmt: skip
+        seeds_out[str(seed)] = {"dagger": [{k: d.get(k) for k in keep} for d in table], "bc": bc_rows, "control": control_rows, "seconds": seconds,
+                                "phase1": json.loads((plan.run_dir / "data" / "phase1.json").read_text())}  # fmt: skip
+    result = {
+        "bench": f"dagger_policy_teacher_pusht_{args.obs}", "tiny": args.tiny, "teacher": str(args.teacher), "teacher_score": teacher_score,
+        "obs": args.obs, "rounds": args.rounds, "episodes_per_round": args.episodes, "steps_per_round": args.steps_per_round,
+        "phase1_steps": phase1_steps, "phase1_unrolls": args.phase1_unrolls, "overrides": overrides, "seeds": seeds_out,
+        "seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    report([args.out], None)
+
+
+def report(dirs: list[Path], plot: Path | None) -> None:
+    """Tables (mean and spread over training seeds), the issue's targets, a PNG; then one JSON line."""
+    results = [json.loads((Path(d) / "result.json").read_text()) for d in dirs]
+    first = results[0]
+    seeds = {seed: value for r in results for seed, value in r["seeds"].items()}
+    teacher = first["teacher_score"]
+    arms = ("dagger", "bc", "control")
+    rounds = [row["round"] for row in next(iter(seeds.values()))["dagger"]]
+    print(f"PushT, {first['obs']} student, teacher {first['teacher']} (test_mean_score {teacher:.3f}); training seeds {', '.join(sorted(seeds))}")
+    print("round  steps  " + "  ".join(f"{a + ' labels':>13}  {a + ' score (mean, min-max)':>28}" for a in arms))
+    table = []
+    for i, r in enumerate(rounds):
+        line = {"round": r, "train_steps": next(iter(seeds.values()))["dagger"][i]["train_steps"]}
+        text = f"{r:>5}  {line['train_steps']:>5}  "
+        for a in arms:
+            scores = [s[a][i]["test_mean_score"] for s in seeds.values()]
+            labels = [s[a][i]["labels"] if a != "dagger" else s[a][i]["dataset_steps"] for s in seeds.values()]
+            line[a] = {"mean": float(np.mean(scores)), "min": float(min(scores)), "max": float(max(scores)), "labels": int(np.mean(labels))}
+            text += f"{line[a]['labels']:>13}  {line[a]['mean']:>10.3f} ({line[a]['min']:.3f}-{line[a]['max']:.3f})       "
+        print(text)
+        table.append(line)
+    final = table[-1]
+    label_ms = [row["label_ms_per_step"] for s in seeds.values() for row in s["dagger"] if row.get("label_ms_per_step")]
+    outside = [row["labels_outside_normalizer"] for s in seeds.values() for row in s["dagger"][1:] if row.get("labels_outside_normalizer") is not None]
+    targets = {
+        "dagger_minus_bc": final["dagger"]["mean"] - final["bc"]["mean"],
+        "dagger_over_teacher": final["dagger"]["mean"] / teacher if teacher else None,
+        "dagger_minus_control": final["dagger"]["mean"] - final["control"]["mean"],
+    }
+    print(f"after {rounds[-1]} rounds: DAgger - BC {targets['dagger_minus_bc']:+.3f} (target >= +0.05); DAgger / teacher "
+          f"{targets['dagger_over_teacher']:.2f} (target >= 0.90); DAgger - control {targets['dagger_minus_control']:+.3f}")
+    print(f"labelling: {np.mean(label_ms):.2f} ms per step (mean over Phase I and rounds); new labels outside the student's normaliser: "
+          f"{', '.join(f'{o:.1%}' for o in outside)}")
+    if plot is not None:
+        _plot(table, teacher, plot, f"PushT {first['obs']} student, {len(seeds)} training seeds")
+        print(f"plot: {plot}")
+    print(json.dumps({"bench": first["bench"], "teacher_score": teacher, "training_seeds": sorted(seeds), "table": table, "targets": targets,
+                      "label_ms_per_step": float(np.mean(label_ms)), "labels_outside_normalizer": outside,
+                      "seconds": {seed: s["seconds"] for seed, s in seeds.items()}}))  # fmt: skip
+
+
+def _plot(table: list[dict], teacher: float, out: Path, title: str) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.8), layout="constrained")
+    ax = fig.subplots()
+    x = [row["train_steps"] for row in table]
+    for arm, color in (("dagger", "C0"), ("bc", "C1"), ("control", "C2")):
+        mean = [row[arm]["mean"] for row in table]
+        ax.plot(x, mean, marker="o", color=color, label=arm)
+        ax.fill_between(x, [row[arm]["min"] for row in table], [row[arm]["max"] for row in table], color=color, alpha=0.15)
+    ax.axhline(teacher, color="k", linestyle="--", linewidth=1, label="teacher")
+    ax.set_xlabel("training steps (Phase I, then one round per point)")
+    ax.set_ylabel("test_mean_score (50 seeds)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(out, dpi=110)
+
+
+def _ckpt(path: Path) -> Path:
+    return path / "checkpoints" / "latest.ckpt" if path.is_dir() else path
+
+
+def _yaml_list(text: str) -> str:
+    return text if text.startswith("[") else f"[{text}]"
 
 
 def _flat(path: Path) -> list[tuple[str, object]]:

@@ -355,7 +355,7 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
         "rollout_success_rate": float(np.mean([e.success for e in episodes])),
     }
     if plan.teacher is not None:  # the labelled rollouts as collected, with the teacher's own observations
-        _write_episodes(data_dir / f"rollouts_{round_:03d}.zarr", episodes, plan.layout, teacher_keys=True, round_=round_)
+        write_episodes(data_dir / f"rollouts_{round_:03d}.zarr", episodes, plan.layout, teacher_keys=True, round_=round_)
     _say(f"round {round_}/{plan.rounds}: writing {store} (+{len(episodes)} episodes, +{steps} steps)")
     source = open_dataset(previous, _starting_format(plan) if round_ == 1 else "zarr", registry=plan.plugins.registry)  # the starting data: any format
     keys = list(plan.layout)
@@ -409,16 +409,17 @@ def _phase1_store(plan: DaggerPlan) -> Path:
         "rollout_success_rate": float(np.mean([e.success for e in episodes])),
         "sources": per_source,
     }
-    _write_episodes(store, episodes, plan.layout, teacher_keys=True, figures=figures)
+    write_episodes(store, episodes, plan.layout, teacher_keys=True, figures=figures)
     return store
 
 
 SOURCE_KEY = "dagger_source"  # Phase I unrolls: which source drove the step (0: the teacher)
 
 
-def _write_episodes(store: Path, episodes: list, layout: dict, *, teacher_keys: bool, round_: int = 0, figures: dict | None = None) -> None:
-    """Labelled episodes as a replay buffer: the layout's arrays, the teacher's observations, the source;
-    ``figures`` go to ``<store>.json`` first, so a store that exists always has them."""
+def write_episodes(store: Path, episodes: list, layout: dict, *, teacher_keys: bool, round_: int = 0, figures: dict | None = None) -> None:
+    """Labelled episodes as a replay buffer: the layout's arrays (``DaggerPlan.layout``), the teacher's
+    observations (``teacher_keys``), the source and the round; ``figures`` go to ``<store>.json`` first,
+    so a store that exists always has them. Public for ``benchmarks/bench_dagger.py``'s BC arm."""
     from polx.dagger.teacher import TEACHER_PREFIX
     from polx.data.replay_buffer import ReplayBuffer
 
