@@ -59,12 +59,26 @@ def teacher(tmp_path_factory) -> Path:
     return root / "run"
 
 
-def _student(obs: list[str]):
+HEADS = {"imf_attnres": TINY_HEAD, "ddpm_transformer": ["head.n_emb=32", "head.n_layer=1", "head.n_head=2", "eval.num_steps=4"]}
+
+
+@pytest.fixture(scope="module")
+def ddpm_teacher(teacher) -> Path:
+    """A ddpm_transformer keypoints run on the same demos (DDIM-4 at evaluation, so labelling is quick)."""
+    run = teacher.parent / "ddpm"
+    argv = ["train", "--head", "ddpm_transformer", "--env", "pusht", "--dataset", str(teacher.parent / "demos.zarr"), "--run-dir", str(run),
+            *HEADS["ddpm_transformer"], *TINY_RUN, "env.obs_type=keypoints", "train.max_steps=2"]  # fmt: skip
+    result = CliRunner().invoke(cli.main, argv)
+    assert result.exit_code == 0, result.output
+    return run
+
+
+def _student(obs: list[str], head: str = "imf_attnres"):
     """A freshly initialised student (its actions are far from the teacher's, so states differ from the teacher's own)."""
     from polx.policy.encoder import obs_keys
 
     plugins = _installed()
-    config = resolve_config(plugins, head="imf_attnres", env="pusht", overrides=[*TINY_HEAD, *obs, "eval.n_envs=1"])
+    config = resolve_config(plugins, head=head, env="pusht", overrides=[*HEADS[head], *obs, "eval.n_envs=1"])
     adapter = plugins.build_env(config)
     rng = np.random.default_rng(0)
     rgb, low_dim = obs_keys(adapter.shape_meta)
@@ -75,14 +89,23 @@ def _student(obs: list[str]):
 
 
 def _replayed_labels(plugins, spec, arrays: dict, seed: int) -> np.ndarray:
-    """The teacher's per-step actions recomputed from the stored ``teacher_<key>`` rows, oldest first."""
-    from polx.dagger.teacher import TEACHER_PREFIX, StepRuntime
+    """The teacher's per-step actions recomputed from the stored ``teacher_<key>`` rows, without the
+    runtime under test: at step t, one ``predict_action`` on the last n_obs_steps stored observations
+    (the first repeated at the start), noise from a generator seeded with the episode's seed, and
+    the predicted chunk's first action (the one for step t)."""
+    from polx.dagger.teacher import TEACHER_PREFIX
 
-    runtime = StepRuntime(spec.build(plugins), num_steps=spec.config.eval.num_steps)
-    runtime.reset(seed=seed)
-    keys = [k[len(TEACHER_PREFIX) :] for k in arrays if k.startswith(TEACHER_PREFIX)]
+    policy = spec.build(plugins)
+    generator = torch.Generator().manual_seed(seed)
+    obs = {k[len(TEACHER_PREFIX) :]: v for k, v in arrays.items() if k.startswith(TEACHER_PREFIX)}
+    labels = []
     with torch.no_grad():
-        return np.stack([runtime.act({k: arrays[TEACHER_PREFIX + k][t] for k in keys}) for t in range(len(arrays["action"]))])
+        for t in range(len(arrays["action"])):
+            steps = [max(0, i) for i in range(t - policy.n_obs_steps + 1, t + 1)]
+            batch = {k: torch.as_tensor(v[steps], dtype=torch.float32)[None] for k, v in obs.items()}
+            out = policy.predict_action(batch, num_steps=spec.config.eval.num_steps, generator=generator)
+            labels.append(out["action"][0, 0].numpy())
+    return np.stack(labels)
 
 
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -101,6 +124,18 @@ def test_every_stored_label_is_the_teachers_action_from_its_own_stored_history(t
         np.testing.assert_allclose(adapter.dataset_obs(rows)["keypoints"], episode.arrays["teacher_keypoints"], atol=1e-4)
         assert episode.label_seconds > 0
     assert beta > 0 or all(e.teacher_steps == 0 for e in episodes)
+
+
+@pytest.mark.parametrize("teacher_head, student_head", [("ddpm_transformer", "imf_attnres"), ("imf_attnres", "ddpm_transformer")])
+def test_teacher_and_student_may_be_different_heads(teacher, ddpm_teacher, teacher_head, student_head) -> None:
+    from polx.dagger.collect import collect
+    from polx.dagger.teacher import load_checkpoint_spec
+
+    plugins, config, adapter, student = _student(["env.obs_type=keypoints"], head=student_head)
+    spec = load_checkpoint_spec(plugins, ddpm_teacher if teacher_head == "ddpm_transformer" else teacher, adapter, "pusht")
+    assert spec.config.components.head == teacher_head
+    (episode,) = collect(plugins, config, adapter, student, [11], beta=0.0, max_steps=6, threshold=0.1, progress=False, teacher=spec)
+    np.testing.assert_array_equal(episode.arrays["action"], _replayed_labels(plugins, spec, episode.arrays, 11))
 
 
 def test_a_keypoints_teacher_labels_an_image_student(teacher) -> None:
