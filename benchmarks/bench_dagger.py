@@ -108,9 +108,11 @@ def main() -> None:
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1], help="--teacher: train.seed of each arm's runs")
     parser.add_argument("--phase1-unrolls", type=int, default=10, help="--teacher: unrolls from each Phase I source")
     parser.add_argument("--phase1-checkpoints", default="all", help="--teacher: dagger.phase1_checkpoints (a YAML list, or all)")
-    parser.add_argument("--phase1-steps", type=int, help="--teacher: Phase I training steps (default 4000 keypoints, 6000 image)")
+    parser.add_argument("--phase1-steps", type=int, help="--teacher: Phase I training steps (default 4000 keypoints, 3000 image)")
     parser.add_argument("--report", type=Path, nargs="+", metavar="DIR", help="merge finished --teacher runs' result.json into tables")
     parser.add_argument("--plot", type=Path, help="--report: write the score-by-round PNG here")
+    parser.add_argument("--baseline", type=Path, nargs="*", default=[], metavar="RUN",
+                        help="--report: polx train runs of the same student on the human demonstrations, compared at equal steps")
     parser.add_argument("--head", default="imf_attnres")
     parser.add_argument("--start", choices=("expert", "human"), default="expert",
                         help="Phase I data: --start-episodes scripted-expert demos, or PushT's human demos (206 episodes)")
@@ -128,7 +130,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE for both arms (default: configs/pusht_keypoints_cpu.yaml with 12,000 Phase I steps)")
     args = parser.parse_args()
     if args.report:
-        return report(args.report, args.plot)
+        return report(args.report, args.plot, args.baseline)
     if args.out is None:
         sys.exit("--out is required (a new working directory)")
     if args.out.exists():
@@ -252,7 +254,9 @@ def main() -> None:
 STUDENT = {  # a smaller student than the keypoints recipe's (n_emb 96, 3 layers), at a small budget
     "keypoints": ["env.obs_type=keypoints", "head.n_emb=64", "head.n_layer=2", "head.n_head=2", "head.n_kv_head=1", "train.batch_size=64",
                   "train.lr=0.002", "train.warmup_steps=300"],
-    "image": None,  # configs/pusht_image_cpu.yaml's encoder and head, without its minute budget
+    # configs/pusht_image_cpu.yaml (64 px, the convnet encoder on 56 px crops, one step) at half its widths and without its minute budget
+    "image": ["encoder.channels=[16, 16, 32, 32]", "encoder.feature_dim=32", "head.n_emb=64", "head.n_layer=2", "head.n_head=2",
+              "train.batch_size=64", "train.warmup_steps=300"],
 }  # fmt: skip
 COMMON = ["train.progress=false", "train.val_every=0", "train.checkpoint_every=1000", "eval.rollout_every=0", "eval.n_train=0", "eval.n_vis=2",
           "eval.n_test=50", "train.threads=1", "eval.n_envs=1"]  # fmt: skip
@@ -268,10 +272,11 @@ def teacher_bench(args) -> None:
     started = time.perf_counter()
     plugins = load_plugins(entry_points=list(metadata.entry_points(group="polx")))
     if args.obs == "image":
-        student = [o for o in (f"{k}={v}" for k, v in _flat(REPO / "configs" / "pusht_image_cpu.yaml")) if not o.startswith(("train.max_minutes", "train.max_steps"))]
+        recipe = [f"{k}={v}" for k, v in _flat(REPO / "configs" / "pusht_image_cpu.yaml")]
+        student = [o for o in recipe if not o.startswith(("train.max_minutes", "train.max_steps"))] + STUDENT["image"]
     else:
         student = list(STUDENT["keypoints"])
-    phase1_steps = args.phase1_steps or (6000 if args.obs == "image" else 4000)
+    phase1_steps = args.phase1_steps or (3000 if args.obs == "image" else 4000)
     overrides = [*student, *COMMON, f"train.max_steps={phase1_steps}", f"dagger.steps_per_round={args.steps_per_round}",
                  "dagger.phase1=unrolls", f"dagger.phase1_unrolls={args.phase1_unrolls}", f"dagger.phase1_checkpoints={_yaml_list(args.phase1_checkpoints)}",
                  f"eval.n_envs={args.workers}"]  # fmt: skip
@@ -329,15 +334,19 @@ def teacher_bench(args) -> None:
 
         # control: the same steps on the Phase I data alone
         t0 = time.perf_counter()
-        control_plan = arm("control")
-        shutil.copytree(stage_dir(plan, 0), stage_dir(control_plan, 0))
         control_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
-        for row in table[1:]:
+        if args.control:
+            control_plan = arm("control")
+            shutil.copytree(stage_dir(plan, 0), stage_dir(control_plan, 0))
+        for row in table[1:] if args.control else []:
             stage = train_stage(control_plan, row["round"], phase1)
             summary = json.loads((stage / "summary.json").read_text())
             control_rows.append({"round": row["round"], "labels": table[0]["dataset_steps"], "train_steps": summary["global_step"],
                                  "test_mean_score": summary["metrics"].get("test_mean_score")})  # fmt: skip
-        seconds["control"] = round(time.perf_counter() - t0, 1)
+        if args.control:
+            seconds["control"] = round(time.perf_counter() - t0, 1)
+        else:
+            control_rows = None
         keep = ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate", "label_ms_per_step",
                 "labels_outside_normalizer", "rollout_mean_score")  # fmt: skip
         seeds_out[str(seed)] = {"dagger": [{k: d.get(k) for k in keep} for d in table], "bc": bc_rows, "control": control_rows, "seconds": seconds,
@@ -349,16 +358,27 @@ def teacher_bench(args) -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    report([args.out], None)
+    report([args.out], None, [])
 
 
-def report(dirs: list[Path], plot: Path | None) -> None:
+def baseline_scores(runs: list[Path]) -> dict[int, list[float]]:
+    """test_mean_score by step of ``polx train`` runs (their ``logs.json.txt``), for equal-step comparisons."""
+    scores: dict[int, list[float]] = {}
+    for run in runs:
+        for line in (Path(run) / "logs.json.txt").read_text().splitlines():
+            record = json.loads(line)
+            if "test_mean_score" in record:
+                scores.setdefault(int(record["global_step"]), []).append(float(record["test_mean_score"]))
+    return scores
+
+
+def report(dirs: list[Path], plot: Path | None, baselines: list[Path] = ()) -> None:
     """Tables (mean and spread over training seeds), the issue's targets, a PNG; then one JSON line."""
     results = [json.loads((Path(d) / "result.json").read_text()) for d in dirs]
     first = results[0]
     seeds = {seed: value for r in results for seed, value in r["seeds"].items()}
     teacher = first["teacher_score"]
-    arms = ("dagger", "bc", "control")
+    arms = tuple(a for a in ("dagger", "bc", "control") if all(s.get(a) for s in seeds.values()))
     rounds = [row["round"] for row in next(iter(seeds.values()))["dagger"]]
     print(f"PushT, {first['obs']} student, teacher {first['teacher']} (test_mean_score {teacher:.3f}); training seeds {', '.join(sorted(seeds))}")
     print("round  steps  " + "  ".join(f"{a + ' labels':>13}  {a + ' score (mean, min-max)':>28}" for a in arms))
@@ -373,16 +393,25 @@ def report(dirs: list[Path], plot: Path | None) -> None:
             text += f"{line[a]['labels']:>13}  {line[a]['mean']:>10.3f} ({line[a]['min']:.3f}-{line[a]['max']:.3f})       "
         print(text)
         table.append(line)
+    base = baseline_scores(list(baselines)) if baselines else {}
+    for line in table:
+        if line["train_steps"] in base:
+            line["human_demos"] = {"mean": float(np.mean(base[line["train_steps"]])), "runs": len(base[line["train_steps"]])}
+            print(f"  at step {line['train_steps']}: the same student on the human demonstrations alone scores {line['human_demos']['mean']:.3f}")
     final = table[-1]
     label_ms = [row["label_ms_per_step"] for s in seeds.values() for row in s["dagger"] if row.get("label_ms_per_step")]
     outside = [row["labels_outside_normalizer"] for s in seeds.values() for row in s["dagger"][1:] if row.get("labels_outside_normalizer") is not None]
     targets = {
         "dagger_minus_bc": final["dagger"]["mean"] - final["bc"]["mean"],
         "dagger_over_teacher": final["dagger"]["mean"] / teacher if teacher else None,
-        "dagger_minus_control": final["dagger"]["mean"] - final["control"]["mean"],
+        "dagger_minus_control": final["dagger"]["mean"] - final["control"]["mean"] if "control" in final else None,
+        "dagger_minus_human_demos": final["dagger"]["mean"] - final["human_demos"]["mean"] if "human_demos" in final else None,
     }
+    if targets["dagger_minus_human_demos"] is not None:
+        print(f"DAgger - the student on the human demonstrations at equal steps: {targets['dagger_minus_human_demos']:+.3f} (target > 0)")
     print(f"after {rounds[-1]} rounds: DAgger - BC {targets['dagger_minus_bc']:+.3f} (target >= +0.05); DAgger / teacher "
-          f"{targets['dagger_over_teacher']:.2f} (target >= 0.90); DAgger - control {targets['dagger_minus_control']:+.3f}")
+          f"{targets['dagger_over_teacher']:.2f} (target >= 0.90 for a keypoints student)"
+          + (f"; DAgger - control {targets['dagger_minus_control']:+.3f}" if targets["dagger_minus_control"] is not None else ""))
     print(f"labelling: {np.mean(label_ms):.2f} ms per step (mean over Phase I and rounds); new labels outside the student's normaliser: "
           f"{', '.join(f'{o:.1%}' for o in outside)}")
     if plot is not None:
@@ -400,9 +429,14 @@ def _plot(table: list[dict], teacher: float, out: Path, title: str) -> None:
     ax = fig.subplots()
     x = [row["train_steps"] for row in table]
     for arm, color in (("dagger", "C0"), ("bc", "C1"), ("control", "C2")):
+        if arm not in table[0]:
+            continue
         mean = [row[arm]["mean"] for row in table]
         ax.plot(x, mean, marker="o", color=color, label=arm)
         ax.fill_between(x, [row[arm]["min"] for row in table], [row[arm]["max"] for row in table], color=color, alpha=0.15)
+    human = [(row["train_steps"], row["human_demos"]["mean"]) for row in table if "human_demos" in row]
+    if human:
+        ax.plot(*zip(*human), marker="s", color="C3", label="human demos only")
     ax.axhline(teacher, color="k", linestyle="--", linewidth=1, label="teacher")
     ax.set_xlabel("training steps (Phase I, then one round per point)")
     ax.set_ylabel("test_mean_score (50 seeds)")
