@@ -307,16 +307,15 @@ def dagger(head, env, objective, dataset, rounds, episodes, teacher, loggers, ou
          normaliser refitted (dagger.normalizer) and its own LR schedule (dagger.schedule);
       4. scores the policy on the eval.n_test test seeds.
     Examples (PushT):
-      polx dagger --head imf_attnres --env pusht --rounds 5 --episodes 20 \
+      polx dagger --head imf_attnres --env pusht --rounds 5 --episodes 20 \\
                   env.obs_type=keypoints train.max_steps=5000 dagger.steps_per_round=2000
-      polx dagger --head imf_attnres --env pusht --teacher runs/<keypoints run> --rounds 3 \
+      polx dagger --head imf_attnres --env pusht --teacher runs/<keypoints run> --rounds 3 \\
                   --episodes 20 env.obs_type=image dagger.phase1=unrolls dagger.phase1_checkpoints=[all] dagger.beta=0
       polx dagger --resume runs/<date>/<time>_imf_attnres_pusht_dagger      # after a kill
     dagger.* keys: beta (0.5), beta_decay (0.5), steps_per_round (2000), start_seed (200000),
     disagreement (0.1), max_steps (eval.max_steps), phase1 (dataset), phase1_checkpoints,
     phase1_unrolls (10), phase1_seed (300000), normalizer (refit), schedule (restart),
-    round_lr (train.lr), round_warmup_steps (100); polx train --print-config does not list them,
-    docs/architecture.md ("DAgger") does.
+    round_lr (train.lr), round_warmup_steps (100); each is documented in core/polx/dagger/config.py.
     Writes RUN/rounds.json, RUN/summary.json (the per-round table) and RUN/media/score_by_round.png.
     """
     from polx.dagger import prepare_dagger, run_dagger
