@@ -2,20 +2,24 @@
 
 One run directory::
 
-    dagger.yaml            the request (components, overrides, dagger.*, rounds, episodes)
-    stages/round_000/      Phase I: a ``polx train`` run directory on the starting data
+    dagger.yaml            the request (components, overrides, dagger.*, rounds, episodes, teacher)
+    stages/round_000/      Phase I: a ``polx train`` run directory on the starting data or the unrolls
     stages/round_<r>/      round r's training, seeded with round r-1's latest checkpoint
-    data/round_<r>.zarr    all data after round r's rollouts (starting data + every round's)
+    data/phase1.zarr       dagger.phase1=unrolls: the teacher's and its checkpoints' unrolls, labelled
+    data/phase1.json       their figures (per source), written before the store appears
+    data/round_<r>.zarr    all data after round r's rollouts (Phase I's + every round's)
     data/round_<r>.json    round r's collection figures (written before the store appears)
+    data/rollouts_<r>.zarr a checkpoint teacher's round r: the rollouts with its observations
     rounds.json            the per-round table, one row per finished round
     logs.json.txt, media/score_by_round.png, summary.json
 
-A stage is done when its artefact exists: a round's store (written aside and renamed, so never
-half there; its rollouts are never collected twice), a stage's ``summary.json`` (the trainer
-writes it last), a row in ``rounds.json``. A killed stage is redone from its own last
-checkpoint. Each round's training is the trainer's ``--resume`` of a directory holding the
-previous round's checkpoint with ``data.path`` and ``train.max_steps`` moved on, so weights,
-EMA, optimizer and normalizer (fitted on the starting data) carry over unchanged.
+A stage is done when its artefact exists: Phase I's unrolls or a round's store (written aside
+and renamed, so never half there; rollouts are never collected twice), a stage's
+``summary.json`` (the trainer writes it last), a row in ``rounds.json``. A killed stage is
+redone from its own last checkpoint. Each round's training is the trainer's ``--resume`` of a
+directory holding the previous round's checkpoint with ``data.path``, ``train.max_steps`` and the
+round's learning-rate schedule moved on, and its normaliser refitted or kept (``train_stage``);
+weights, EMA and optimizer carry over unchanged.
 """
 
 from __future__ import annotations
