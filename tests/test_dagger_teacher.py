@@ -264,6 +264,28 @@ def test_a_teacher_whose_actions_do_not_fit_the_env_is_refused(teacher, tmp_path
     _refused(_dagger(toy_run, tmp_path / "run"), tmp_path, ["cannot teach here", "env 'toy_reach'", "shape (3,)", "shape (2,)"], monkeypatch)
 
 
+def test_an_env_that_cannot_show_the_teacher_its_observation_is_named(tmp_path, monkeypatch) -> None:
+    """toy_reach has no observe(): a teacher that observes as the student does is taken, one that
+    observes differently (no camera, for a student with one) is refused naming the capability."""
+    import toy_plugin
+    from polx.dagger.teacher import load_checkpoint_spec
+    from polx.errors import UserInputError
+    from polx.runs import build_env_adapter
+
+    plugins = load_plugins(entry_points=[], extra=[("toy", toy_plugin)])
+    monkeypatch.setattr(cli, "_plugins", lambda **_: plugins)
+    run = tmp_path / "toy"
+    result = CliRunner().invoke(cli.main, ["train", "--head", "toy_mlp", "--env", "toy_reach", "--run-dir", str(run), f"env.cache_dir={tmp_path}",
+                                           "train.max_steps=2", "train.progress=false", "eval.n_test=1", "eval.n_train=0", "eval.max_steps=4",
+                                           "train.val_every=0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    same = build_env_adapter(plugins, "toy_reach", [f"env.cache_dir={tmp_path}"])
+    assert load_checkpoint_spec(plugins, run, same, "toy_reach").obs_meta == same.shape_meta["obs"]
+    with_camera = build_env_adapter(plugins, "toy_reach", ["env.image=true", f"env.cache_dir={tmp_path}"])
+    with pytest.raises(UserInputError, match=r"env 'toy_reach' cannot give a teacher its own observation \(its adapter has no observe"):
+        load_checkpoint_spec(plugins, run, with_camera, "toy_reach")
+
+
 def test_phase1_unrolls_need_a_checkpoint_teacher(tmp_path, monkeypatch) -> None:
     argv = ["dagger", "--head", "imf_attnres", "--env", "pusht", "--rounds", "1", "--episodes", "1", "--run-dir", str(tmp_path / "run"),
             "dagger.phase1=unrolls"]  # fmt: skip
