@@ -265,6 +265,8 @@ def run_dagger(plan: DaggerPlan) -> Path:
     from polx.components import Run
 
     run_dir = plan.run_dir
+    if plan.train_config.train.threads is not None:  # collection in this process too, not only training
+        torch.set_num_threads(plan.train_config.train.threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(run_dir / "dagger.yaml", yaml.safe_dump(plan.request, sort_keys=False))
     table = _read_table(run_dir)
