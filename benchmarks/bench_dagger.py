@@ -269,6 +269,9 @@ def teacher_bench(args) -> None:
     from polx.dagger import load_checkpoint_spec
     from polx.eval.evaluate import evaluate_checkpoint
 
+    import torch
+
+    torch.set_num_threads(1)  # one core per process (COMMON's train.threads=1): two such runs side by side use both
     started = time.perf_counter()
     plugins = load_plugins(entry_points=list(metadata.entry_points(group="polx")))
     if args.obs == "image":
