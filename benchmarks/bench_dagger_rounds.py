@@ -6,7 +6,7 @@ on the same round-1 data (Phase I's unrolls plus round 1's labelled rollouts, re
 ``data/phase1.zarr`` and ``data/rollouts_001.zarr``):
 
 - ``restart``: the round's own warmup (``dagger.round_warmup_steps``) and cosine from ``train.lr``;
-- ``restart_low``: the same from a quarter of ``train.lr``;
+- ``restart_low``: the same from a quarter of ``train.lr`` (the default since this measurement);
 - ``stretch``: Phase I's cosine stretched over the new ``train.max_steps`` (a small warm restart);
 - ``restart_keep``: ``restart`` with Phase I's normaliser kept instead of refitted;
 - ``stretch_keep``: what ``polx dagger`` did before both options existed.
@@ -38,11 +38,11 @@ from polx.eval.evaluate import evaluate_checkpoint
 from polx.plugins import load_plugins
 
 VARIANTS = {
-    "restart": {"schedule": "restart", "normalizer": "refit", "round_lr": None},
-    "restart_low": {"schedule": "restart", "normalizer": "refit", "round_lr": 0.25},  # a fraction of train.lr
-    "stretch": {"schedule": "stretch", "normalizer": "refit", "round_lr": None},
-    "restart_keep": {"schedule": "restart", "normalizer": "keep", "round_lr": None},
-    "stretch_keep": {"schedule": "stretch", "normalizer": "keep", "round_lr": None},
+    "restart": {"schedule": "restart", "normalizer": "refit", "round_lr_scale": 1.0},
+    "restart_low": {"schedule": "restart", "normalizer": "refit", "round_lr_scale": 0.25},
+    "stretch": {"schedule": "stretch", "normalizer": "refit", "round_lr_scale": 1.0},
+    "restart_keep": {"schedule": "restart", "normalizer": "keep", "round_lr_scale": 1.0},
+    "stretch_keep": {"schedule": "stretch", "normalizer": "keep", "round_lr_scale": 1.0},
 }
 
 
@@ -61,7 +61,6 @@ def main() -> None:
         sys.exit(f"--run {args.run}: needs a run with --teacher CKPT and dagger.phase1=unrolls")
     plugins = load_plugins(entry_points=list(metadata.entry_points(group="polx")))
     started = time.perf_counter()
-    train_lr = float(next((o.split("=", 1)[1] for o in reversed(request["overrides"]) if o.startswith("train.lr=")), 1e-4))
     rows = []
     for name in args.variants:
         run_dir = args.out / name
@@ -73,8 +72,6 @@ def main() -> None:
         write_prefix(rebuilt, [(ReplayBuffer.open(args.run / "data" / "phase1.zarr"), 10**9), (ReplayBuffer.open(args.run / "data" / "rollouts_001.zarr"), 10**9)])
         shutil.copytree(args.run / "stages" / "round_000", run_dir / "stages" / "round_000")
         variant = dict(VARIANTS[name])
-        if variant["round_lr"] is not None:
-            variant["round_lr"] = variant["round_lr"] * train_lr
         (run_dir / "dagger.yaml").write_text(yaml.safe_dump({**request, "rounds": 1, "dagger": {**request["dagger"], **variant}}, sort_keys=False))
         t0 = time.perf_counter()
         plan = prepare_dagger(plugins, head=None, env=None, resume_dir=run_dir)

@@ -48,11 +48,12 @@ class DaggerConfig:
         default="refit", validator=one_of("refit", "keep"),
     )  # fmt: skip
     schedule: str = doc(
-        "restart: each round's steps_per_round have their own warmup and cosine decay from round_lr to train.min_lr; "
+        "restart: each round's steps_per_round have their own warmup and cosine decay from round_lr_scale * train.lr to train.min_lr; "
         "stretch: the whole run's cosine is stretched over the new train.max_steps (a small warm restart)",
         default="restart", validator=one_of("restart", "stretch"),
     )  # fmt: skip
-    round_lr: float | None = doc("schedule=restart: peak learning rate of each round; null: train.lr", default=None, validator=positive)
+    # measured (benchmarks/bench_dagger_rounds.py): a quarter of train.lr scored best of the variants on validation seeds
+    round_lr_scale: float = doc("schedule=restart: peak learning rate of each round, as a fraction of train.lr", default=0.25, validator=positive)
     round_warmup_steps: int = doc("schedule=restart: linear warmup at the start of each round", default=100, validator=non_negative)
 
     def beta_at(self, round_: int) -> float:

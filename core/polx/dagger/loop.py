@@ -467,7 +467,7 @@ def train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
     moved to ``data`` and ``train.max_steps`` to Phase I's plus r rounds' budget. The normaliser
     is refitted on ``data`` (``dagger.normalizer=refit``: its limits then cover what the rounds
     added) or kept from Phase I (``keep``). The learning rate (``dagger.schedule``): ``restart``
-    gives the round its own schedule, ``dagger.round_warmup_steps`` of warmup to ``dagger.round_lr``
+    gives the round its own schedule, ``dagger.round_warmup_steps`` of warmup to ``dagger.round_lr_scale * train.lr``
     and a cosine to ``train.min_lr`` at the round's last step (``train.schedule_start``);
     ``stretch`` stretches Phase I's cosine over the new ``max_steps``, so each round starts a
     little above where the last one ended. Public so that ``benchmarks/bench_dagger.py`` trains
@@ -511,7 +511,7 @@ def _schedule(plan: DaggerPlan, budget: int) -> list[str]:
     t, d = plan.train_config.train, plan.dagger
     if d.schedule == "stretch":
         return [f"train.lr={t.lr!r}", f"train.warmup_steps={t.warmup_steps}", "train.schedule_start=0"]
-    lr = d.round_lr if d.round_lr is not None else t.lr
+    lr = t.lr * d.round_lr_scale
     return [f"train.lr={lr!r}", f"train.min_lr={min(t.min_lr, lr)!r}", f"train.warmup_steps={min(d.round_warmup_steps, d.steps_per_round)}",
             f"train.schedule_start={budget - d.steps_per_round}"]  # fmt: skip
 
