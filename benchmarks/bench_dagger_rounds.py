@@ -6,7 +6,7 @@ on the same round-1 data (Phase I's unrolls plus round 1's labelled rollouts, re
 ``data/phase1.zarr`` and ``data/rollouts_001.zarr``):
 
 - ``restart``: the round's own warmup (``dagger.round_warmup_steps``) and cosine from ``train.lr``;
-- ``restart_low``: the same from a quarter of ``train.lr`` (the default since this measurement);
+- ``restart_low``: the same from a quarter of ``train.lr`` (``dagger.round_lr_scale``'s default);
 - ``stretch``: Phase I's cosine stretched over the new ``train.max_steps`` (a small warm restart);
 - ``restart_keep``: ``restart`` with Phase I's normaliser kept instead of refitted;
 - ``stretch_keep``: what ``polx dagger`` did before both options existed.
