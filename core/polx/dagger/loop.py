@@ -361,7 +361,10 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
         "rollout_success_rate": float(np.mean([e.success for e in episodes])),
     }
     if plan.teacher is not None:  # the labelled rollouts as collected, with the teacher's own observations
-        write_episodes(data_dir / f"rollouts_{round_:03d}.zarr", episodes, plan.layout, teacher_keys=True, round_=round_)
+        rollouts = data_dir / f"rollouts_{round_:03d}.zarr"
+        for stale in [rollouts, *data_dir.glob(f".{rollouts.name}.partial-*")]:  # a kill after it, before the round's store
+            shutil.rmtree(stale, ignore_errors=True)
+        write_episodes(rollouts, episodes, plan.layout, teacher_keys=True, round_=round_)
     _say(f"round {round_}/{plan.rounds}: writing {store} (+{len(episodes)} episodes, +{steps} steps)")
     source = open_dataset(previous, _starting_format(plan) if round_ == 1 else "zarr", registry=plan.plugins.registry)  # the starting data: any format
     keys = list(plan.layout)
