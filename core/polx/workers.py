@@ -59,6 +59,10 @@ def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
     manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None:
         manager.join(timeout=10)
+        if not manager.is_alive():  # nothing left to wake: the exit hook must not write to its pipe (seen under load)
+            from concurrent.futures import process as futures_process
+
+            getattr(futures_process, "_threads_wakeups", {}).pop(manager, None)
 
 
 @contextmanager
