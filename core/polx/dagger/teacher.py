@@ -153,7 +153,7 @@ def _same_obs(a: Mapping, b: Mapping) -> bool:
 # a checkpoint as teacher or Phase I source: found, read and checked before anything is written
 
 
-def checkpoint_file(path: Path) -> Path:
+def checkpoint_file(path: Path, what: str = "--teacher") -> Path:
     """A ``.ckpt`` file, or a run directory (its ``checkpoints/latest.ckpt``)."""
     from polx.base.checkpoint import LATEST
 
@@ -161,9 +161,9 @@ def checkpoint_file(path: Path) -> Path:
     if path.is_dir() and (path / "checkpoints" / LATEST).is_file():
         return path / "checkpoints" / LATEST
     if path.is_dir():
-        raise UserInputError(f"--teacher {str(path)!r}: a directory without checkpoints/{LATEST}; pass a polx run directory or a .ckpt file")
+        raise UserInputError(f"{what} {str(path)!r}: a directory without checkpoints/{LATEST}; pass a polx run directory or a .ckpt file")
     if not path.exists():
-        raise UserInputError(f"--teacher {str(path)!r} does not exist; pass 'expert', a polx run directory or a .ckpt file")
+        raise UserInputError(f"{what} {str(path)!r} does not exist; pass a polx run directory or a .ckpt file" + (" (or 'expert')" if what == "--teacher" else ""))
     return path
 
 
@@ -177,7 +177,7 @@ def load_checkpoint_spec(plugins: Any, path: Path, adapter: Any, env_name: str, 
     from polx.errors import ConfigError
     from polx.runs import config_from_saved
 
-    path = checkpoint_file(path)
+    path = checkpoint_file(path, what)
     try:
         state = load_checkpoint(path)
         check_complete(state, path)
@@ -232,7 +232,7 @@ def intermediate_checkpoints(teacher: Path, listed: tuple[str, ...]) -> list[Pat
         if item == "all":  # names are epoch=EEEE-step=SSSSSSS-..., zero-padded: name order is step order
             found += sorted((p.resolve() for _, p in TopK(teacher.parent, 0).kept()), key=lambda p: p.name)
         else:
-            found.append(checkpoint_file(Path(item)).resolve())
+            found.append(checkpoint_file(Path(item), "dagger.phase1_checkpoints").resolve())
     out: list[Path] = []
     for p in found:
         if p != teacher and p not in out and not _same_file(p, teacher):
