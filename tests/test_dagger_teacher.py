@@ -28,6 +28,7 @@ from polx.data.normalizer import Normalizer
 from polx.data.replay_buffer import ReplayBuffer
 from polx.plugins import load_plugins
 from polx.policy.policy import build_policy
+from test_dagger import _installed, _refused  # the same exit-2, nothing-written check as the expert's DAgger tests
 
 TINY_HEAD = ["head.n_emb=32", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1"]
 TINY_RUN = [
@@ -36,10 +37,6 @@ TINY_RUN = [
 ]  # fmt: skip
 IMAGE = ["env.obs_type=image", "env.render_size=32", "encoder.backbone=convnet", "encoder.channels=[8, 8]",
          "encoder.feature_dim=16", "encoder.crop_shape=[28, 28]"]  # fmt: skip
-
-
-def _installed():
-    return load_plugins(entry_points=list(metadata.entry_points(group="polx")))
 
 
 @pytest.fixture(scope="module")
@@ -228,27 +225,11 @@ def test_a_round_refits_the_normaliser_and_restarts_its_schedule(phase1_run) -> 
 # bad teachers: exit 2, a message naming the problem, nothing written
 
 
-def _files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
-
-
-def _refused(argv: list[str], root: Path, fragments: list[str], monkeypatch, plugins=None) -> None:
-    if plugins is not None:
-        monkeypatch.setattr(cli, "_plugins", lambda **_: plugins)
-    before = _files(root)
-    result = CliRunner().invoke(cli.main, argv)
-    assert result.exit_code == 2, result.output
-    message = " ".join(result.output.split())
-    for fragment in fragments:
-        assert fragment in message, result.output
-    assert _files(root) == before
-
-
-def test_a_file_that_is_not_a_polx_checkpoint_is_refused(teacher, tmp_path, monkeypatch) -> None:
+def test_a_file_that_is_not_a_polx_checkpoint_is_refused(teacher, tmp_path) -> None:
     bogus = tmp_path / "model.ckpt"
     torch.save({"weights": torch.zeros(3)}, bogus)
-    _refused(_dagger(bogus, tmp_path / "run"), tmp_path, ["--teacher", "model.ckpt", "is not a polx checkpoint"], monkeypatch)
-    _refused(_dagger(tmp_path / "nowhere", tmp_path / "run"), tmp_path, ["--teacher", "nowhere", "does not exist"], monkeypatch)
+    _refused(_dagger(bogus, tmp_path / "run"), tmp_path, ["--teacher", "model.ckpt", "is not a polx checkpoint"])
+    _refused(_dagger(tmp_path / "nowhere", tmp_path / "run"), tmp_path, ["--teacher", "nowhere", "does not exist"])
 
 
 def test_a_teacher_whose_actions_do_not_fit_the_env_is_refused(teacher, tmp_path, monkeypatch) -> None:
@@ -261,7 +242,7 @@ def test_a_teacher_whose_actions_do_not_fit_the_env_is_refused(teacher, tmp_path
                                            f"env.cache_dir={tmp_path / 'cache'}", "train.max_steps=2", "train.progress=false", "eval.n_test=1",
                                            "eval.n_train=0", "eval.max_steps=4", "train.val_every=0"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    _refused(_dagger(toy_run, tmp_path / "run"), tmp_path, ["cannot teach here", "env 'toy_reach'", "shape (3,)", "shape (2,)"], monkeypatch)
+    _refused(_dagger(toy_run, tmp_path / "run"), tmp_path, ["cannot teach here", "env 'toy_reach'", "shape (3,)", "shape (2,)"])
 
 
 def test_an_env_that_cannot_show_the_teacher_its_observation_is_named(tmp_path, monkeypatch) -> None:
@@ -286,10 +267,10 @@ def test_an_env_that_cannot_show_the_teacher_its_observation_is_named(tmp_path, 
         load_checkpoint_spec(plugins, run, with_camera, "toy_reach")
 
 
-def test_phase1_unrolls_need_a_checkpoint_teacher(tmp_path, monkeypatch) -> None:
+def test_phase1_unrolls_need_a_checkpoint_teacher(tmp_path) -> None:
     argv = ["dagger", "--head", "imf_attnres", "--env", "pusht", "--rounds", "1", "--episodes", "1", "--run-dir", str(tmp_path / "run"),
             "dagger.phase1=unrolls"]  # fmt: skip
-    _refused(argv, tmp_path, ["dagger.phase1=unrolls needs a policy teacher", "--teacher CKPT"], monkeypatch)
+    _refused(argv, tmp_path, ["dagger.phase1=unrolls needs a policy teacher", "--teacher CKPT"])
 
 
 # ---------------------------------------------------------------------------------------------
