@@ -318,7 +318,8 @@ def teacher_bench(args) -> None:
         while sum(e.steps for e in pool) < needed:
             batch = max(args.workers, (needed - sum(e.steps for e in pool)) // 200 + 1)
             pool += collect_unrolls(plugins, plan.train_config, plan.adapter, [plan.teacher], plan.teacher, [list(range(next_seed, next_seed + batch))],
-                                    max_steps=plan.train_config.eval.max_steps, threshold=plan.dagger.disagreement, progress=False)  # fmt: skip
+                                    max_steps=plan.train_config.eval.max_steps, threshold=plan.dagger.disagreement, progress=False,
+                                    trim=plan.dagger.unroll_trim)  # fmt: skip
             next_seed += batch
         write_episodes(pool_store, pool, plan.layout, teacher_keys=False)
         cumulative = np.cumsum([e.steps for e in pool])

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from polx import cli
@@ -148,6 +148,29 @@ def test_a_keypoints_teacher_labels_an_image_student(teacher) -> None:
     # the student drove (beta 0): its image of step t shows the pusher where the teacher's keypoints say it is
     agent = episode.arrays["teacher_keypoints"][:, 18:]
     np.testing.assert_allclose(agent, episode.arrays["state"][:, :2], atol=1e-4)
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6))
+@example(seed=13)  # the tiny teacher's best reward comes late here (most of its unrolls peak at the first step)
+def test_a_trimmed_unroll_is_the_whole_unroll_up_to_its_first_best_reward(teacher, seed) -> None:
+    from polx.dagger.collect import collect_unrolls
+    from polx.dagger.teacher import load_checkpoint_spec
+
+    plugins, config, adapter, _ = _student(["env.obs_type=keypoints"])
+    spec = load_checkpoint_spec(plugins, teacher, adapter, "pusht")
+    early = load_checkpoint_spec(plugins, sorted((teacher / "checkpoints").glob("epoch=*step=0000002*.ckpt"))[0], adapter, "pusht", what="source")
+    kwargs = dict(max_steps=40, threshold=0.1, progress=False)
+    whole = collect_unrolls(plugins, config, adapter, [spec, early], spec, [[seed], [seed + 1]], **kwargs)
+    trimmed = collect_unrolls(plugins, config, adapter, [spec, early], spec, [[seed], [seed + 1]], trim="peak", **kwargs)
+    for full, cut in zip(whole, trimmed):
+        np.testing.assert_array_equal(full.rewards, cut.rewards)  # the same episode, seeded alike
+        keep = int(np.argmax(full.rewards)) + 1
+        assert cut.steps == keep and full.steps == len(full.rewards)
+        assert cut.rewards[: keep - 1].max(initial=-np.inf) < cut.rewards[keep - 1] == cut.max_reward  # the first step at the best
+        for key, value in full.arrays.items():
+            np.testing.assert_array_equal(cut.arrays[key], value[:keep])
+        assert cut.disagreements <= full.disagreements and cut.success == full.success
 
 
 def _dagger(teacher: Path, run_dir: Path, *extra: str) -> list[str]:

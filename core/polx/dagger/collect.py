@@ -35,6 +35,7 @@ class LabelledEpisode:
     label_seconds: float  # time the teacher spent labelling this episode
     max_reward: float
     success: bool
+    rewards: np.ndarray  # (steps of the whole episode,) the reward after each step, also where ``arrays`` were trimmed
     source: int = 0  # which actor drove it (Phase I: 0 is the final teacher, then the intermediate checkpoints)
 
     @property
@@ -42,16 +43,23 @@ class LabelledEpisode:
         return len(self.arrays["action"])
 
 
-def collect_episode(env: Any, recorder: Any, teacher: Any, actor: Actor, seed: int, *, beta: float, max_steps: int, threshold: float, source: int = 0) -> LabelledEpisode:
-    """One labelled rollout from ``env.reset(seed=seed)``; the env is left at its final state."""
+def collect_episode(
+    env: Any, recorder: Any, teacher: Any, actor: Actor, seed: int, *, beta: float, max_steps: int, threshold: float, source: int = 0,
+    trim: str = "none",
+) -> LabelledEpisode:  # fmt: skip
+    """One labelled rollout from ``env.reset(seed=seed)``; the env is left at its final state.
+
+    ``trim="peak"`` keeps the steps up to the one whose reward first reaches the episode's
+    maximum (the rest of an unroll that never succeeds is the actor hovering where it got to);
+    ``max_reward`` and ``success`` still describe the whole episode."""
     obs, _ = env.reset(seed=seed)
     actor.reset(seed)
     teacher.reset(seed)
     coin = np.random.default_rng([seed, 0xDA66E4])
     labelling_before = teacher.seconds
     rows: dict[str, list] = {}
-    disagreements = teacher_steps = 0
-    rewards, success = [0.0], False
+    disagreed, teacher_took = [], []
+    rewards, success = [], False
     for _ in range(max_steps):
         for key, value in recorder.record(env).items():
             rows.setdefault(key, []).append(np.asarray(value))
@@ -61,18 +69,20 @@ def collect_episode(env: Any, recorder: Any, teacher: Any, actor: Actor, seed: i
         rows.setdefault("action", []).append(label)
         actor_action = actor.act(env, obs)  # every step, so its observation history stays whole
         gap = actor.normalizer.normalize("action", torch.as_tensor(np.stack([actor_action, label]), dtype=torch.float32))
-        disagreements += bool((gap[0] - gap[1]).abs().max() > threshold)
+        disagreed.append(bool((gap[0] - gap[1]).abs().max() > threshold))
         take_teacher = coin.random() < beta
-        teacher_steps += take_teacher
+        teacher_took.append(take_teacher)
         obs, reward, terminated, truncated, info = env.step(label if take_teacher else actor_action)
         rewards.append(float(reward))
         success = success or bool(info.get("is_success", False))
         if terminated or truncated:
             break
-    arrays = {key: np.stack(values) for key, values in rows.items()}
+    keep = len(rewards) if trim == "none" else int(np.argmax(rewards)) + 1
+    arrays = {key: np.stack(values[:keep]) for key, values in rows.items()}
+    label_seconds = (teacher.seconds - labelling_before) * keep / len(rewards)
     return LabelledEpisode(
-        seed=seed, arrays=arrays, disagreements=disagreements, teacher_steps=teacher_steps,
-        label_seconds=teacher.seconds - labelling_before, max_reward=max(rewards), success=success, source=source,
+        seed=seed, arrays=arrays, disagreements=sum(disagreed[:keep]), teacher_steps=sum(teacher_took[:keep]),
+        label_seconds=label_seconds, max_reward=max(rewards), success=success, rewards=np.asarray(rewards, np.float32), source=source,
     )  # fmt: skip
 
 
@@ -92,12 +102,13 @@ def collect(
 
 def collect_unrolls(
     plugins: Any, config: Any, adapter: Any, sources: list[PolicySpec], teacher: PolicySpec, seeds_per_source: list[list[int]], *,
-    max_steps: int, threshold: float, progress: bool = True,
+    max_steps: int, threshold: float, progress: bool = True, trim: str = "none",
 ) -> list[LabelledEpisode]:  # fmt: skip
     """Phase I as in LucidSim: each source checkpoint drives its own episodes (chunked, on its own
-    observations, beta 0) and the final ``teacher`` labels every step; in (source, seed) order."""
+    observations, beta 0) and the final ``teacher`` labels every step; in (source, seed) order.
+    ``trim`` as in ``collect_episode`` (``dagger.unroll_trim``)."""
     jobs = [(i, seed) for i, seeds in enumerate(seeds_per_source) for seed in seeds]
-    return _collect(plugins, config, adapter, sources, jobs, teacher, dict(beta=0.0, max_steps=max_steps, threshold=threshold), progress, "phase I unroll")
+    return _collect(plugins, config, adapter, sources, jobs, teacher, dict(beta=0.0, max_steps=max_steps, threshold=threshold, trim=trim), progress, "phase I unroll")
 
 
 def _collect(plugins, config, adapter, actors: list, jobs: list[tuple[int, int]], teacher: PolicySpec | None, kwargs: dict, progress: bool, what: str) -> list[LabelledEpisode]:

@@ -42,6 +42,13 @@ class DaggerConfig:
         "phase1=unrolls: seed of the first unroll; source s, unroll i uses phase1_seed + s * phase1_unrolls + i",
         default=300_000, validator=non_negative,
     )  # fmt: skip
+    unroll_trim: str = doc(
+        "phase1=unrolls: none keeps each unroll whole; peak cuts it after the step whose reward first reaches the unroll's "
+        "maximum, as the demonstrations stop at success (an unroll that never succeeds otherwise ends in steps of the source "
+        "hovering where it got to). The student's rollouts in the rounds are kept whole: their late steps are where the "
+        "teacher's corrections matter",
+        default="none", validator=one_of("none", "peak"),
+    )  # fmt: skip
     # how each round trains
     normalizer: str = doc(
         "refit: each round refits the normaliser on all data so far (its limits cover what the rounds add); keep: Phase I's",

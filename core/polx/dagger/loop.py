@@ -400,7 +400,7 @@ def _phase1_store(plan: DaggerPlan) -> Path:
          f"intermediate checkpoints), seeds {seeds[0][0]}..{seeds[-1][-1]}, the teacher labelling every step")  # fmt: skip
     episodes = collect_unrolls(
         plan.plugins, config, plan.adapter, plan.sources, plan.teacher, seeds,
-        max_steps=d.max_steps or config.eval.max_steps, threshold=d.disagreement, progress=config.train.progress,
+        max_steps=d.max_steps or config.eval.max_steps, threshold=d.disagreement, progress=config.train.progress, trim=d.unroll_trim,
     )  # fmt: skip
     steps = sum(e.steps for e in episodes)
     per_source = []
