@@ -28,6 +28,7 @@ from polx.data.normalizer import Normalizer
 from polx.data.replay_buffer import ReplayBuffer
 from polx.plugins import load_plugins
 from polx.policy.policy import build_policy
+from polx.runs import config_from_saved, read_run_config
 from test_dagger import _installed, _refused  # the same exit-2, nothing-written check as the expert's DAgger tests
 
 TINY_HEAD = ["head.n_emb=32", "head.n_layer=1", "head.n_head=2", "head.n_kv_head=1"]
@@ -85,11 +86,12 @@ def _student(obs: list[str], head: str = "imf_attnres"):
     return plugins, config, adapter, build_policy(plugins, config, adapter.shape_meta, Normalizer.fit(data, identity_keys=rgb))
 
 
-def _replayed_labels(plugins, spec, arrays: dict, seed: int) -> np.ndarray:
+def _replayed_labels(plugins, spec, arrays: dict, seed: int, chunks: bool = False) -> np.ndarray:
     """The teacher's per-step actions recomputed from the stored ``teacher_<key>`` rows, without the
     runtime under test: at step t, one ``predict_action`` on the last n_obs_steps stored observations
     (the first repeated at the start), noise from a generator seeded with the episode's seed, and
-    the predicted chunk's first action (the one for step t)."""
+    the predicted chunk's first action (the one for step t); with ``chunks``, the whole predicted
+    chunks ``(steps, horizon, A)``."""
     from polx.dagger.teacher import TEACHER_PREFIX
 
     policy = spec.build(plugins)
@@ -101,7 +103,7 @@ def _replayed_labels(plugins, spec, arrays: dict, seed: int) -> np.ndarray:
             steps = [max(0, i) for i in range(t - policy.n_obs_steps + 1, t + 1)]
             batch = {k: torch.as_tensor(v[steps], dtype=torch.float32)[None] for k, v in obs.items()}
             out = policy.predict_action(batch, num_steps=spec.config.eval.num_steps, generator=generator)
-            labels.append(out["action"][0, 0].numpy())
+            labels.append(out["action_pred"][0].numpy() if chunks else out["action"][0, 0].numpy())
     return np.stack(labels)
 
 
@@ -288,6 +290,42 @@ def test_an_env_that_cannot_show_the_teacher_its_observation_is_named(tmp_path, 
     with_camera = build_env_adapter(plugins, "toy_reach", ["env.image=true", f"env.cache_dir={tmp_path}"])
     with pytest.raises(UserInputError, match=r"env 'toy_reach' cannot give a teacher its own observation \(its adapter has no observe"):
         load_checkpoint_spec(plugins, run, with_camera, "toy_reach")
+
+
+def test_chunk_labels_store_the_teachers_whole_chunk_and_the_student_imitates_it(teacher, tmp_path) -> None:
+    """dagger.label=chunk: every stored step carries the teacher's predicted chunk there (replayed
+    independently), whose entry n_obs_steps - 1 is the step's label; Phase I and the round train on
+    the chunks as targets."""
+    from polx.dagger.teacher import load_checkpoint_spec
+    from polx.train.data import load_training_data
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(cli.main, _dagger(teacher, run, "env.obs_type=keypoints", "dagger.label=chunk", "dagger.unroll_trim=peak"))
+    assert result.exit_code == 0, result.output
+    plugins = _installed()
+    _, config, adapter, _ = _student(["env.obs_type=keypoints"])
+    spec = load_checkpoint_spec(plugins, teacher, adapter, "pusht")
+    n_obs = spec.config.policy.n_obs_steps
+    for name in ("phase1.zarr", "rollouts_001.zarr", "round_001.zarr"):
+        store = ReplayBuffer.open(run / "data" / name)
+        data, ends = store.load(), store.episode_ends
+        assert data["action_chunk"].shape == (store.n_steps, spec.config.policy.horizon, 2), name
+        np.testing.assert_array_equal(data["action_chunk"][:, n_obs - 1], data["action"])
+        if name == "round_001.zarr":
+            continue  # its rows are the other two stores' (round 1's without the teacher's observations)
+        for k, (lo, hi) in enumerate(zip(np.concatenate([[0], ends[:-1]]), ends)):
+            seed = 300_000 + k if name == "phase1.zarr" else 200_000 + k
+            arrays = {key: value[lo:hi] for key, value in data.items()}
+            np.testing.assert_array_equal(arrays["action_chunk"], _replayed_labels(plugins, spec, arrays, seed, chunks=True))
+    training = load_training_data(run / "data" / "round_001.zarr", adapter, config_from_saved(plugins, read_run_config(run / "stages" / "round_001"), []), plugins.registry)
+    assert training.train.action_chunks is not None
+
+
+def test_chunk_labels_need_a_checkpoint_teacher_with_unrolls_and_the_students_windows(teacher, tmp_path) -> None:
+    base = ["dagger", "--head", "imf_attnres", "--env", "pusht", "--rounds", "1", "--episodes", "1", "--run-dir", str(tmp_path / "run")]
+    _refused([*base, "dagger.label=chunk"], tmp_path, ["dagger.label=chunk", "needs a checkpoint teacher", "needs dagger.phase1=unrolls"])
+    _refused(_dagger(teacher, tmp_path / "run", "dagger.label=chunk", "policy.horizon=12"), tmp_path,
+             ["dagger.label=chunk", "the teacher's policy.horizon is 16 and the student's 12"])  # fmt: skip
 
 
 def test_phase1_unrolls_need_a_checkpoint_teacher(tmp_path) -> None:

@@ -237,3 +237,48 @@ def test_load_policy_arrays_reads_only_the_arrays_the_adapter_uses(tmp_path):
     assert sorted(arrays) == ["action", "image"] and ends.tolist() == [3, 5]
     with pytest.raises(DatasetError, match="data/state could not be read"):
         load_policy_arrays(tmp_path / "raw.zarr", TinyAdapter(), registry=REGISTRY)  # it does read data/state
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.integers(1, 15), min_size=1, max_size=5),
+    horizon=st.integers(1, 8),
+    data=st.data(),
+)
+def test_stored_chunks_give_one_window_per_step_whose_target_is_that_steps_chunk(lengths, horizon, data):
+    """``action_chunks``: one window per step (short episodes included), its observations ending at
+    that step and its target the chunk stored there, never padding; chunks built as each step's own
+    window of stored actions reproduce the plain dataset's window that ends its observations there."""
+    n_obs = data.draw(st.integers(1, horizon))
+    n_act = data.draw(st.integers(1, horizon))
+    plain, arrays, ends = make_dataset(lengths, horizon, n_obs, n_act)
+    # the window of actions the policy predicts at step t, edges repeated as the sampler pads
+    starts = np.repeat(np.concatenate([[0], ends[:-1]]), lengths)
+    stops = np.repeat(ends, lengths)
+    t = np.arange(int(ends[-1]))
+    windows = arrays["action"][np.clip(t[:, None] - (n_obs - 1) + np.arange(horizon), starts[:, None], stops[:, None] - 1)]  # (N, horizon, A)
+    kwargs = dict(horizon=horizon, n_obs_steps=n_obs, n_action_steps=n_act, rgb_keys=("image",))
+    same = PolicyDataset(arrays, ends, action_chunks=windows, **kwargs)
+    assert len(same) == int(ends[-1])
+    batch = same.get_batch(np.arange(len(same)))
+    newest = batch["obs"]["agent_pos"][:, -1].numpy()
+    np.testing.assert_array_equal(newest, arrays["agent_pos"])  # window t's observations end at step t
+    assert not batch["action_is_pad"].any() and batch["action"].shape == (len(same), horizon, 2)
+    idxs = data.draw(st.lists(st.integers(0, len(same) - 1), min_size=1, max_size=8))
+    assert_batches_equal(same.get_batch(idxs), stack_items(same, idxs))
+    for i in range(len(plain)):  # a plain window whose observations end on a real step t: the same as window t
+        step = plain.sampler.starts[i] + n_obs - 1
+        if step < plain.sampler.episode_hi[i]:
+            a, b = plain[i], same[int(step)]
+            assert torch.equal(a["action"], b["action"]) and all(torch.equal(a["obs"][k], b["obs"][k]) for k in a["obs"])
+    # any other chunks: window t's target is chunk t, and the normaliser covers the chunks too
+    chunks = np.random.default_rng(len(idxs)).normal(size=windows.shape).astype(np.float32) * 100
+    other = PolicyDataset(arrays, ends, action_chunks=chunks, **kwargs)
+    np.testing.assert_array_equal(other.get_batch(np.arange(len(other)))["action"].numpy(), chunks)
+    assert (other.fit_normalizer().normalize("action", torch.from_numpy(chunks)).abs() <= 1 + 1e-5).all()
+
+
+def test_chunks_of_the_wrong_shape_are_refused():
+    arrays, ends = make_arrays([5, 4])
+    with pytest.raises(ValueError, match="action_chunk has shape"):
+        PolicyDataset(arrays, ends, horizon=4, n_obs_steps=2, n_action_steps=2, action_chunks=np.zeros((9, 3, 2)))

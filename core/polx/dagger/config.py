@@ -49,6 +49,13 @@ class DaggerConfig:
         "teacher's corrections matter",
         default="none", validator=one_of("none", "peak"),
     )  # fmt: skip
+    label: str = doc(
+        "a checkpoint teacher's label of a visited step: step, its action for that step (the stored action); chunk, "
+        "also its whole predicted chunk there, which the student then imitates as that step's target, so every target "
+        "is one plan of the teacher's rather than a row of per-step predictions (needs phase1=unrolls and a teacher "
+        "with the student's policy.horizon and policy.n_obs_steps)",
+        default="step", validator=one_of("step", "chunk"),
+    )  # fmt: skip
     # how each round trains
     normalizer: str = doc(
         "refit: each round refits the normaliser on all data so far (its limits cover what the rounds add); keep: Phase I's",

@@ -161,12 +161,34 @@ def prepare_dagger(
         if dagger.phase1 == "unrolls":
             others = intermediate_checkpoints(Path(spec.path), dagger.phase1_checkpoints)
             sources = [spec] + [load_checkpoint_spec(plugins, p, adapter, config.components.env, what="dagger.phase1_checkpoints") for p in others]
+    if dagger.label == "chunk":
+        _check_chunk_labels(dagger, spec, config)
     if dagger.phase1 == "unrolls":
         layout = _recorded_layout(adapter, config)
+        if dagger.label == "chunk":
+            from polx.data.dataset import CHUNK_KEY
+
+            layout[CHUNK_KEY] = ((config.policy.horizon, *adapter.shape_meta["action"]["shape"]), "float32")
     else:
         layout = _check_layout(adapter, config, _dataset_path(adapter, config), plugins.registry)
     return DaggerPlan(plugins=plugins, run_dir=run_dir, resume=resume, request=request, train_config=config,
                       dagger=dagger, adapter=adapter, layout=layout, argv=list(argv or []), teacher=spec, sources=sources)  # fmt: skip
+
+
+def _check_chunk_labels(dagger: DaggerConfig, spec: Any, config: RunConfig) -> None:
+    """``dagger.label=chunk``: every step of the data must carry a teacher chunk aligned as the student's windows."""
+    problems = []
+    if spec is None:
+        problems.append("it needs a checkpoint teacher (--teacher CKPT), not the scripted expert")
+    if dagger.phase1 != "unrolls":
+        problems.append("it needs dagger.phase1=unrolls (the starting dataset's steps carry no teacher chunk)")
+    if spec is not None:
+        theirs, ours = spec.config.policy, config.policy
+        for key in ("horizon", "n_obs_steps"):
+            if getattr(theirs, key) != getattr(ours, key):
+                problems.append(f"the teacher's policy.{key} is {getattr(theirs, key)} and the student's {getattr(ours, key)}; they must agree")
+    if problems:
+        raise UserInputError("dagger.label=chunk: " + "; ".join(problems) + " (or use dagger.label=step)")
 
 
 def _read_request(run_dir: Path) -> dict:

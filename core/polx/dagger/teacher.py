@@ -60,11 +60,21 @@ class PolicySpec:
 
 class StepRuntime(ChunkRuntime):
     """A chunk runtime that predicts afresh at every step and returns the chunk's first action (the
-    action for the newest observation): a per-step label from the policy's own history."""
+    action for the newest observation): a per-step label from the policy's own history. The whole
+    predicted chunk (``horizon`` actions, entry ``n_obs_steps - 1`` the returned one) stays in
+    ``last_chunk``."""
+
+    last_chunk: np.ndarray | None = None
 
     def act(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         self.actions.clear()
         return super().act(obs)
+
+    def _predict_chunk(self, history: list[Mapping[str, np.ndarray]]) -> np.ndarray:
+        batch = {key: torch.as_tensor(np.stack([o[key] for o in history]), dtype=torch.float32)[None] for key in history[0]}  # (1, To, ...)
+        out = self.policy.predict_action(batch, num_steps=self.num_steps, generator=self.generator)
+        self.last_chunk = out["action_pred"][0].float().cpu().numpy()  # (horizon, A)
+        return out["action"][0].float().cpu().numpy()  # (n_action_steps, A)
 
 
 class ExpertTeacher:
@@ -99,12 +109,16 @@ class PolicyTeacher:
         self.runtime.reset(seed=seed)
 
     def label(self, env: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The action for this step, plus the teacher's observations and its whole chunk (``CHUNK_KEY``,
+        stored where ``dagger.label=chunk`` puts it in the layout)."""
+        from polx.data.dataset import CHUNK_KEY
+
         started = time.perf_counter()
         obs = self.adapter.observe(env, self.obs_meta)
         with torch.no_grad():
             action = np.asarray(self.runtime.act(obs), dtype=np.float32)
         self.seconds += time.perf_counter() - started
-        return action, {TEACHER_PREFIX + key: np.asarray(value) for key, value in obs.items()}
+        return action, {**{TEACHER_PREFIX + key: np.asarray(value) for key, value in obs.items()}, CHUNK_KEY: self.runtime.last_chunk}
 
 
 class Actor:

@@ -21,6 +21,10 @@ from polx.data.sampler import SequenceSampler
 from polx.errors import DatasetError
 
 
+#: a store's optional per-step target chunks, ``(N, horizon, A)`` (``PolicyDataset(action_chunks=...)``)
+CHUNK_KEY = "action_chunk"
+
+
 class _MissingArray(KeyError):
     """The adapter asked for an array the dataset does not have."""
 
@@ -86,6 +90,19 @@ def load_policy_arrays(
     return arrays, reader.episode_ends
 
 
+def load_action_chunks(path: str | Path, *, registry: Any, fmt: str | None = None) -> np.ndarray | None:
+    """The store's per-step target chunks (``CHUNK_KEY``, ``(N, horizon, A)``), or None when it has none."""
+    reader = open_dataset(path, fmt, registry=registry)
+    if CHUNK_KEY not in reader.keys():
+        return None
+    chunks = np.asarray(load_arrays(reader, [CHUNK_KEY])[CHUNK_KEY], dtype=np.float32)
+    if chunks.ndim != 3 or len(chunks) != int(reader.episode_ends[-1]):
+        raise DatasetError(f"dataset {str(path)!r}: {CHUNK_KEY} has shape {chunks.shape}; expected (steps, horizon, action dims)")
+    if not np.isfinite(chunks).all():
+        raise DatasetError(f"dataset {str(path)!r}: {CHUNK_KEY} holds NaN or inf")
+    return chunks
+
+
 def expected_step_shape(meta: Mapping[str, Any]) -> tuple[int, ...]:
     """One step's array shape for a ``shape_meta`` entry: rgb ``[C, H, W]`` is stored ``(H, W, C)``."""
     shape = tuple(int(d) for d in meta["shape"])
@@ -140,6 +157,12 @@ class PolicyDataset(torch.utils.data.Dataset):
     ``arrays``: ``{"action": (N, A), <obs key>: (N, D) or, for ``rgb_keys``, (N, H, W, C) uint8}``
     as returned by an env adapter's ``dataset_obs``; held in memory, not copied when already
     float32 / uint8.
+
+    ``action_chunks`` ``(N, horizon, A)``, optional: a whole target chunk per step (``CHUNK_KEY`` in
+    a store, e.g. a DAgger teacher's prediction at each visited state). There is then one window per
+    step t: its ``n_obs_steps`` observations ending at t (padded at the episode's start) and the
+    target ``action_chunks[t]``, aligned as the policy predicts (entry ``n_obs_steps - 1`` is step
+    t's action), none of it padding; so an episode shorter than a horizon still trains.
     """
 
     def __init__(
@@ -152,6 +175,7 @@ class PolicyDataset(torch.utils.data.Dataset):
         n_action_steps: int,
         episode_mask: np.ndarray | None = None,
         rgb_keys: Iterable[str] = (),
+        action_chunks: np.ndarray | None = None,
     ):
         episode_ends = np.asarray(episode_ends, dtype=np.int64)
         rgb_keys = tuple(rgb_keys)
@@ -170,6 +194,11 @@ class PolicyDataset(torch.utils.data.Dataset):
                 got = "missing" if arr is None else f"{arr.dtype} {arr.shape}"
                 raise ValueError(f"rgb key {key!r} must be a uint8 (N, H, W, C) array; got {got}")
 
+        if action_chunks is not None:
+            want = (n_steps, horizon, np.shape(arrays["action"])[-1])
+            if np.shape(action_chunks) != want:
+                raise ValueError(f"{CHUNK_KEY} has shape {np.shape(action_chunks)}; expected {want} (steps, horizon, action dims)")
+        self.action_chunks = None if action_chunks is None else np.asarray(action_chunks, dtype=np.float32)
         self.horizon, self.n_obs_steps, self.n_action_steps = horizon, n_obs_steps, n_action_steps
         self.rgb_keys = rgb_keys
         self.episode_ends = episode_ends
@@ -180,20 +209,21 @@ class PolicyDataset(torch.utils.data.Dataset):
             for key, arr in arrays.items()
             if key != "action"
         }
-        self.sampler = SequenceSampler(
-            episode_ends,
-            horizon,
-            pad_before=n_obs_steps - 1,
-            pad_after=n_action_steps - 1,
-            episode_mask=self.episode_mask,
-        )
+        if self.action_chunks is None:  # windows of horizon steps; observations are their first n_obs_steps
+            self.sampler = SequenceSampler(episode_ends, horizon, pad_before=n_obs_steps - 1, pad_after=n_action_steps - 1, episode_mask=self.episode_mask)
+        else:  # one window per step: the observations that end there
+            self.sampler = SequenceSampler(episode_ends, n_obs_steps, pad_before=n_obs_steps - 1, episode_mask=self.episode_mask)
 
     def __len__(self) -> int:
         return len(self.sampler)
 
     def __getitem__(self, i: int) -> dict:
         obs, _ = self.sampler.sample_sequence(self.obs, i, n_steps=self.n_obs_steps)
-        action, is_pad = self.sampler.sample_sequence({"action": self.action}, i)
+        if self.action_chunks is None:
+            action, is_pad = self.sampler.sample_sequence({"action": self.action}, i)
+        else:
+            newest = int(self.sampler.starts[i]) + self.n_obs_steps - 1
+            action, is_pad = {"action": self.action_chunks[newest]}, np.zeros(self.horizon, dtype=bool)
         return {
             "obs": {key: _obs_tensor(x, key in self.rgb_keys) for key, x in obs.items()},  # (To, ...)
             "action": torch.from_numpy(action["action"]),  # (horizon, A)
@@ -202,11 +232,15 @@ class PolicyDataset(torch.utils.data.Dataset):
 
     def get_batch(self, idxs: Iterable[int]) -> dict:
         """Items ``idxs`` stacked, with a leading batch dimension B = len(idxs)."""
-        steps, is_pad = self.sampler.indices(np.asarray(idxs, dtype=np.int64))  # (B, horizon) each
+        steps, is_pad = self.sampler.indices(np.asarray(idxs, dtype=np.int64))  # (B, horizon) each, or (B, To) with chunks
         obs_steps = steps[:, : self.n_obs_steps]  # (B, To)
+        if self.action_chunks is not None:  # the chunk stored at each window's newest observation
+            action, is_pad = self.action_chunks[obs_steps[:, -1]], np.zeros((len(steps), self.horizon), dtype=bool)
+        else:
+            action = self.action[steps]
         return {
             "obs": {key: _obs_tensor(arr[obs_steps], key in self.rgb_keys) for key, arr in self.obs.items()},
-            "action": torch.from_numpy(self.action[steps]),  # (B, horizon, A)
+            "action": torch.from_numpy(action),  # (B, horizon, A)
             "action_is_pad": torch.from_numpy(is_pad),  # (B, horizon)
         }
 
@@ -214,4 +248,7 @@ class PolicyDataset(torch.utils.data.Dataset):
         """A normalizer fitted on this dataset's episodes only (action and low-dim obs; rgb keys pass through)."""
         in_episodes = np.repeat(self.episode_mask, np.diff(self.episode_ends, prepend=0))  # (N,) bool
         low_dim = {key: arr[in_episodes] for key, arr in self.obs.items() if key not in self.rgb_keys}
-        return Normalizer.fit({"action": self.action[in_episodes], **low_dim}, mode=mode, identity_keys=self.rgb_keys)
+        action = self.action[in_episodes]
+        if self.action_chunks is not None:  # the targets are the chunks: their limits must be covered too
+            action = np.concatenate([action, self.action_chunks[in_episodes].reshape(-1, action.shape[-1])])
+        return Normalizer.fit({"action": action, **low_dim}, mode=mode, identity_keys=self.rgb_keys)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
-from polx.data.dataset import PolicyDataset, load_policy_arrays
+from polx.data.dataset import PolicyDataset, load_action_chunks, load_policy_arrays
 from polx.data.normalizer import Normalizer
 from polx.data.sampler import episode_split
 from polx.errors import DatasetError
@@ -47,6 +47,7 @@ def load_training_data(path: Path, adapter: Any, config: Any, registry: Any) -> 
         n_obs_steps=config.policy.n_obs_steps,
         n_action_steps=config.policy.n_action_steps,
         rgb_keys=obs_keys(adapter.shape_meta)[0],
+        action_chunks=load_action_chunks(path, fmt=config.data.format, registry=registry),  # a store of target chunks (DAgger's dagger.label=chunk)
     )
     try:
         train = PolicyDataset(arrays, episode_ends, episode_mask=train_mask, **kwargs)
