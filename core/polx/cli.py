@@ -314,8 +314,9 @@ def dagger(head, env, objective, dataset, rounds, episodes, teacher, loggers, ou
       polx dagger --resume runs/<date>/<time>_imf_attnres_pusht_dagger      # after a kill
     dagger.* keys: beta (0.5), beta_decay (0.5), steps_per_round (2000), start_seed (200000),
     disagreement (0.1), max_steps (eval.max_steps), phase1 (dataset), phase1_checkpoints,
-    phase1_unrolls (10), phase1_seed (300000), unroll_trim (none), normalizer (refit), schedule (restart),
-    round_lr_scale (0.25), round_warmup_steps (100); each is documented in core/polx/dagger/config.py.
+    phase1_unrolls (10), phase1_seed (300000), unroll_trim (none), label (step), normalizer (refit),
+    schedule (restart), round_lr_scale (0.25), round_warmup_steps (100); each is documented in
+    core/polx/dagger/config.py.
     Writes RUN/rounds.json, RUN/summary.json (the per-round table) and RUN/media/score_by_round.png.
     """
     from polx.dagger import prepare_dagger, run_dagger
