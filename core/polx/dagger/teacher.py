@@ -71,8 +71,7 @@ class StepRuntime(ChunkRuntime):
         return super().act(obs)
 
     def _predict_chunk(self, history: list[Mapping[str, np.ndarray]]) -> np.ndarray:
-        batch = {key: torch.as_tensor(np.stack([o[key] for o in history]), dtype=torch.float32)[None] for key in history[0]}  # (1, To, ...)
-        out = self.policy.predict_action(batch, num_steps=self.num_steps, generator=self.generator)
+        out = self._predict(history)
         self.last_chunk = out["action_pred"][0].float().cpu().numpy()  # (horizon, A)
         return out["action"][0].float().cpu().numpy()  # (n_action_steps, A)
 

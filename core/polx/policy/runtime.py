@@ -30,7 +30,10 @@ class ChunkRuntime(ChunkQueue):
     def _seed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
 
-    def _predict_chunk(self, history: list[Mapping[str, np.ndarray]]) -> np.ndarray:
+    def _predict(self, history: list[Mapping[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        """``predict_action`` on the history as a batch of one."""
         batch = {key: torch.as_tensor(np.stack([o[key] for o in history]), dtype=torch.float32)[None] for key in history[0]}  # (1, To, ...)
-        out = self.policy.predict_action(batch, num_steps=self.num_steps, generator=self.generator)
-        return out["action"][0].float().cpu().numpy()  # (n_action_steps, A)
+        return self.policy.predict_action(batch, num_steps=self.num_steps, generator=self.generator)
+
+    def _predict_chunk(self, history: list[Mapping[str, np.ndarray]]) -> np.ndarray:
+        return self._predict(history)["action"][0].float().cpu().numpy()  # (n_action_steps, A)
