@@ -12,9 +12,9 @@ holds the stages and their resume logic; ``teacher`` the teachers and actors; ``
 from polx.dagger.collect import LabelledEpisode, collect, collect_unrolls
 from polx.dagger.config import DaggerConfig
 from polx.dagger.loop import DaggerPlan, prepare_dagger, run_dagger, stage_dir, train_stage, write_episodes
-from polx.dagger.teacher import PolicySpec, load_checkpoint_spec
+from polx.dagger.teacher import PolicySpec, load_checkpoint_spec, make_source_actor, make_teacher
 
 __all__ = [
     "DaggerConfig", "DaggerPlan", "LabelledEpisode", "PolicySpec", "collect", "collect_unrolls", "load_checkpoint_spec",
-    "prepare_dagger", "run_dagger", "stage_dir", "train_stage", "write_episodes",
+    "make_source_actor", "make_teacher", "prepare_dagger", "run_dagger", "stage_dir", "train_stage", "write_episodes",
 ]  # fmt: skip
