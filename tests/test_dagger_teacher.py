@@ -321,9 +321,28 @@ def test_chunk_labels_store_the_teachers_whole_chunk_and_the_student_imitates_it
     assert training.train.action_chunks is not None
 
 
-def test_chunk_labels_need_a_checkpoint_teacher_with_unrolls_and_the_students_windows(teacher, tmp_path) -> None:
+def test_chunk_labels_from_a_starting_dataset_give_its_steps_their_own_demonstrated_future(teacher, tmp_path) -> None:
+    """dagger.phase1=dataset with dagger.label=chunk: the aggregated store gives each starting step the
+    chunk cut from its own episode's actions, and each rolled-out step the teacher's chunk there."""
+    from polx.data.dataset import chunks_from_actions
+
+    run, demos = tmp_path / "run", ReplayBuffer.open(teacher.parent / "demos.zarr")
+    argv = _dagger(teacher, run, "env.obs_type=keypoints", "dagger.label=chunk", "dagger.phase1=dataset", "--dataset", str(teacher.parent / "demos.zarr"))
+    result = CliRunner().invoke(cli.main, argv)
+    assert result.exit_code == 0, result.output
+    store = ReplayBuffer.open(run / "data" / "round_001.zarr")
+    data = store.load()
+    start = int(demos.episode_ends[-1])
+    assert (data["dagger_round"][:start] == 0).all() and (data["dagger_round"][start:] == 1).all()
+    policy = read_run_config(run / "stages" / "round_001")["policy"]
+    want = chunks_from_actions(demos.load(["action"])["action"], demos.episode_ends, horizon=policy["horizon"], n_obs_steps=policy["n_obs_steps"])
+    np.testing.assert_array_equal(data["action_chunk"][:start], want)
+    np.testing.assert_array_equal(data["action_chunk"][start:, policy["n_obs_steps"] - 1], data["action"][start:])  # the teacher's chunk holds its label
+
+
+def test_chunk_labels_need_a_checkpoint_teacher_and_the_students_windows(teacher, tmp_path) -> None:
     base = ["dagger", "--head", "imf_attnres", "--env", "pusht", "--rounds", "1", "--episodes", "1", "--run-dir", str(tmp_path / "run")]
-    _refused([*base, "dagger.label=chunk"], tmp_path, ["dagger.label=chunk", "needs a checkpoint teacher", "needs dagger.phase1=unrolls"])
+    _refused([*base, "dagger.label=chunk"], tmp_path, ["dagger.label=chunk", "needs a checkpoint teacher"])
     _refused(_dagger(teacher, tmp_path / "run", "dagger.label=chunk", "policy.horizon=12"), tmp_path,
              ["dagger.label=chunk", "the teacher's policy.horizon is 16 and the student's 12"])  # fmt: skip
 

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from polx.data.dataset import PolicyDataset, load_policy_arrays
+from polx.data.dataset import PolicyDataset, chunks_from_actions, load_policy_arrays
 from polx.data.replay_buffer import ReplayBuffer
 from polx.errors import DatasetError
 from polx.plugins import load_plugins
@@ -247,16 +247,13 @@ def test_load_policy_arrays_reads_only_the_arrays_the_adapter_uses(tmp_path):
 )
 def test_stored_chunks_give_one_window_per_step_whose_target_is_that_steps_chunk(lengths, horizon, data):
     """``action_chunks``: one window per step (short episodes included), its observations ending at
-    that step and its target the chunk stored there, never padding; chunks built as each step's own
-    window of stored actions reproduce the plain dataset's window that ends its observations there."""
+    that step and its target the chunk stored there, never padding; ``chunks_from_actions`` (each
+    step's own demonstrated future, as a DAgger run stores a starting dataset) reproduces the plain
+    dataset's window that ends its observations there."""
     n_obs = data.draw(st.integers(1, horizon))
     n_act = data.draw(st.integers(1, horizon))
     plain, arrays, ends = make_dataset(lengths, horizon, n_obs, n_act)
-    # the window of actions the policy predicts at step t, edges repeated as the sampler pads
-    starts = np.repeat(np.concatenate([[0], ends[:-1]]), lengths)
-    stops = np.repeat(ends, lengths)
-    t = np.arange(int(ends[-1]))
-    windows = arrays["action"][np.clip(t[:, None] - (n_obs - 1) + np.arange(horizon), starts[:, None], stops[:, None] - 1)]  # (N, horizon, A)
+    windows = chunks_from_actions(arrays["action"], ends, horizon=horizon, n_obs_steps=n_obs)  # (N, horizon, A)
     kwargs = dict(horizon=horizon, n_obs_steps=n_obs, n_action_steps=n_act, rgb_keys=("image",))
     same = PolicyDataset(arrays, ends, action_chunks=windows, **kwargs)
     assert len(same) == int(ends[-1])

@@ -165,12 +165,12 @@ def prepare_dagger(
         _check_chunk_labels(dagger, spec, config)
     if dagger.phase1 == "unrolls":
         layout = _recorded_layout(adapter, config)
-        if dagger.label == "chunk":
-            from polx.data.dataset import CHUNK_KEY
-
-            layout[CHUNK_KEY] = ((config.policy.horizon, *adapter.shape_meta["action"]["shape"]), "float32")
     else:
         layout = _check_layout(adapter, config, _dataset_path(adapter, config), plugins.registry)
+    if dagger.label == "chunk":  # a starting dataset's steps get their own future as chunks (_collected_store)
+        from polx.data.dataset import CHUNK_KEY
+
+        layout[CHUNK_KEY] = ((config.policy.horizon, *adapter.shape_meta["action"]["shape"]), "float32")
     return DaggerPlan(plugins=plugins, run_dir=run_dir, resume=resume, request=request, train_config=config,
                       dagger=dagger, adapter=adapter, layout=layout, argv=list(argv or []), teacher=spec, sources=sources)  # fmt: skip
 
@@ -180,8 +180,6 @@ def _check_chunk_labels(dagger: DaggerConfig, spec: Any, config: RunConfig) -> N
     problems = []
     if spec is None:
         problems.append("it needs a checkpoint teacher (--teacher CKPT), not the scripted expert")
-    if dagger.phase1 != "unrolls":
-        problems.append("it needs dagger.phase1=unrolls (the starting dataset's steps carry no teacher chunk)")
     if spec is not None:
         theirs, ours = spec.config.policy, config.policy
         for key in ("horizon", "n_obs_steps"):
@@ -348,6 +346,7 @@ def _run_round(plan: DaggerPlan, round_: int) -> tuple[dict, dict]:
 def _collected_store(plan: DaggerPlan, round_: int) -> Path:
     """``data/round_<r>.zarr``: the previous data plus round r's labelled rollouts (collected once)."""
     from polx.dagger.collect import collect
+    from polx.data.dataset import CHUNK_KEY, chunks_from_actions
     from polx.data.formats import load_arrays, open_dataset
     from polx.data.replay_buffer import ReplayBuffer
 
@@ -391,7 +390,10 @@ def _collected_store(plan: DaggerPlan, round_: int) -> Path:
     source = open_dataset(previous, _starting_format(plan) if round_ == 1 else "zarr", registry=plan.plugins.registry)  # the starting data: any format
     keys = list(plan.layout)
     with ReplayBuffer.writer(store) as rb:
-        arrays = load_arrays(source, keys)
+        arrays = load_arrays(source, [k for k in keys if k != CHUNK_KEY or k in source.keys()])
+        if CHUNK_KEY in keys and CHUNK_KEY not in arrays:  # a starting dataset: each step's own demonstrated future
+            policy = plan.train_config.policy
+            arrays[CHUNK_KEY] = chunks_from_actions(arrays["action"], source.episode_ends, horizon=policy.horizon, n_obs_steps=policy.n_obs_steps)
         n_steps = int(source.episode_ends[-1])
         rounds = load_arrays(source, [ROUND_KEY])[ROUND_KEY] if ROUND_KEY in source.keys() else np.zeros((n_steps, 1), np.int32)
         starts = np.concatenate([[0], source.episode_ends[:-1]])

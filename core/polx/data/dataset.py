@@ -103,6 +103,20 @@ def load_action_chunks(path: str | Path, *, registry: Any, fmt: str | None = Non
     return chunks
 
 
+def chunks_from_actions(action: np.ndarray, episode_ends: np.ndarray, *, horizon: int, n_obs_steps: int) -> np.ndarray:
+    """Each step's own future as a target chunk ``(N, horizon, A)``: at step t, the actions of steps
+    ``t - (n_obs_steps - 1)`` onwards, clamped to t's episode as the sampler pads. A demonstration
+    then carries ``CHUNK_KEY`` like a DAgger teacher's labels, and each window's target is the one
+    ``PolicyDataset`` cuts from its actions (``tests/test_data_dataset.py``)."""
+    action = np.asarray(action)
+    episode_ends = np.asarray(episode_ends, dtype=np.int64)
+    lengths = np.diff(episode_ends, prepend=0)
+    lo = np.repeat(episode_ends - lengths, lengths)  # (N,) each step's episode start
+    hi = np.repeat(episode_ends, lengths)  # (N,) its exclusive end
+    raw = np.arange(len(action))[:, None] - (n_obs_steps - 1) + np.arange(horizon)[None, :]  # (N, horizon)
+    return action[np.clip(raw, lo[:, None], hi[:, None] - 1)].astype(np.float32)
+
+
 def expected_step_shape(meta: Mapping[str, Any]) -> tuple[int, ...]:
     """One step's array shape for a ``shape_meta`` entry: rgb ``[C, H, W]`` is stored ``(H, W, C)``."""
     shape = tuple(int(d) for d in meta["shape"])
