@@ -23,7 +23,7 @@ seed (``--train-seeds``), at equal labels and equal steps:
 
 - Phase I: the student trains on ``--phase1-unrolls`` unrolls from the teacher and from each of its
   intermediate checkpoints (``--phase1-checkpoints``, default its run's top-k), every step labelled
-  by the teacher; all arms start from it;
+  by the teacher, or (``--phase1-data human``) on PushT's human demonstrations; all arms start from it;
 - DAgger: ``polx dagger --teacher CKPT``: the student's own rollouts, labelled by the teacher;
 - BC: teacher unrolls on fresh seeds (the teacher drives and labels), as many labels as DAgger
   holds after each round (the last unroll cut to match);
@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--teacher", type=Path, help="a trained polx checkpoint as the teacher (see above); default: the env's scripted expert")
     parser.add_argument("--obs", choices=("keypoints", "image"), default="keypoints", help="--teacher: what the student observes")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1], help="--teacher: train.seed of each arm's runs")
+    parser.add_argument("--phase1-data", choices=("unrolls", "human"), default="unrolls",
+                        help="--teacher: Phase I on the teacher's labelled unrolls (LucidSim), or on PushT's human demonstrations")
     parser.add_argument("--phase1-unrolls", type=int, default=10, help="--teacher: unrolls from each Phase I source")
     parser.add_argument("--phase1-checkpoints", default="all", help="--teacher: dagger.phase1_checkpoints (a YAML list, or all)")
     parser.add_argument("--phase1-steps", type=int, help="--teacher: Phase I training steps (default 4000 keypoints, 3000 image)")
@@ -280,8 +282,11 @@ def teacher_bench(args) -> None:
     else:
         student = list(STUDENT["keypoints"])
     phase1_steps = args.phase1_steps or (3000 if args.obs == "image" else 4000)
-    overrides = [*student, *COMMON, f"train.max_steps={phase1_steps}", f"dagger.steps_per_round={args.steps_per_round}",
-                 "dagger.phase1=unrolls", f"dagger.phase1_unrolls={args.phase1_unrolls}", f"dagger.phase1_checkpoints={_yaml_list(args.phase1_checkpoints)}",
+    if args.phase1_data == "unrolls":
+        phase1 = ["dagger.phase1=unrolls", f"dagger.phase1_unrolls={args.phase1_unrolls}", f"dagger.phase1_checkpoints={_yaml_list(args.phase1_checkpoints)}"]
+    else:  # the env's human demonstrations
+        phase1 = ["dagger.phase1=dataset"]
+    overrides = [*student, *COMMON, f"train.max_steps={phase1_steps}", f"dagger.steps_per_round={args.steps_per_round}", *phase1,
                  f"eval.n_envs={args.workers}"]  # fmt: skip
     if args.tiny:
         overrides += TEACHER_TINY + ["train.max_steps=4", "dagger.steps_per_round=4", "dagger.max_steps=20", "dagger.phase1_unrolls=1"]
@@ -307,6 +312,10 @@ def teacher_bench(args) -> None:
         table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
         seconds = {"dagger+phase1": round(time.perf_counter() - t0, 1)}
         phase1 = plan.run_dir / "data" / "phase1.zarr"
+        if args.phase1_data == "human":  # Phase I's data as the rounds' stores hold them (with chunks under dagger.label=chunk)
+            final = ReplayBuffer.open(plan.run_dir / "data" / f"round_{args.rounds:03d}.zarr")
+            phase1 = base / "phase1.zarr"
+            write_prefix(phase1, [(final, table[0]["dataset_episodes"])])
 
         # BC: the teacher's own unrolls on fresh seeds, as many labels as DAgger's rounds added
         t0 = time.perf_counter()
@@ -354,11 +363,11 @@ def teacher_bench(args) -> None:
         keep = ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate", "label_ms_per_step",
                 "labels_outside_normalizer", "rollout_mean_score")  # fmt: skip
         seeds_out[str(seed)] = {"dagger": [{k: d.get(k) for k in keep} for d in table], "bc": bc_rows, "control": control_rows, "seconds": seconds,
-                                "phase1": json.loads((plan.run_dir / "data" / "phase1.json").read_text())}  # fmt: skip
+                                "phase1": json.loads(phase1.with_suffix(".json").read_text()) if phase1.with_suffix(".json").is_file() else None}  # fmt: skip
     result = {
         "bench": f"dagger_policy_teacher_pusht_{args.obs}", "tiny": args.tiny, "teacher": str(args.teacher), "teacher_score": teacher_score,
         "obs": args.obs, "rounds": args.rounds, "episodes_per_round": args.episodes, "steps_per_round": args.steps_per_round,
-        "phase1_steps": phase1_steps, "phase1_unrolls": args.phase1_unrolls, "overrides": overrides, "seeds": seeds_out,
+        "phase1_steps": phase1_steps, "phase1_data": args.phase1_data, "phase1_unrolls": args.phase1_unrolls, "overrides": overrides, "seeds": seeds_out,
         "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
