@@ -52,8 +52,9 @@ class DaggerConfig:
     label: str = doc(
         "a checkpoint teacher's label of a visited step: step, its action for that step (the stored action); chunk, "
         "also its whole predicted chunk there, which the student then imitates as that step's target, so every target "
-        "is one plan of the teacher's rather than a row of per-step predictions (needs phase1=unrolls and a teacher "
-        "with the student's policy.horizon and policy.n_obs_steps)",
+        "is one plan of the teacher's rather than a row of per-step predictions; a starting dataset's steps (phase1=dataset) "
+        "carry their own demonstrated future as chunks (needs a checkpoint teacher with the student's policy.horizon and "
+        "policy.n_obs_steps)",
         default="step", validator=one_of("step", "chunk"),
     )  # fmt: skip
     # how each round trains
