@@ -124,7 +124,8 @@ def main() -> None:
     parser.add_argument("--steps-per-round", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=2, help="processes for demos and rollouts (eval.n_envs)")
     parser.add_argument("--phase1", type=Path, metavar="STAGE",
-                        help="reuse a finished Phase I (an earlier run's dagger/stages/round_000, same overrides) instead of training one")
+                        help="reuse a finished Phase I (an earlier run's dagger/stages/round_000, same overrides) instead of training one; "
+                             "with --teacher, an earlier --teacher run's --out, whose seed<N>/dagger Phase I each seed copies")
     parser.add_argument("--no-bc", dest="bc", action="store_false", help="skip the behaviour-cloning arm")
     parser.add_argument("--no-control", dest="control", action="store_false",
                         help="skip the arm that keeps training on the Phase I data alone")
@@ -308,6 +309,10 @@ def teacher_bench(args) -> None:
                                           run_dir=base / name, overrides=tuple([*overrides, f"train.seed={seed}"]))  # fmt: skip
         t0 = time.perf_counter()
         plan = arm("dagger")
+        if args.phase1:  # an earlier run's Phase I stage of the same seed and overrides (e.g. to compare dagger.label over the rounds)
+            if not (args.phase1 / f"seed{seed}" / "dagger" / "stages" / "round_000" / "summary.json").is_file():
+                sys.exit(f"--phase1 {args.phase1}: no finished seed{seed}/dagger/stages/round_000 (a --teacher run's --out)")
+            shutil.copytree(args.phase1 / f"seed{seed}" / "dagger" / "stages" / "round_000", stage_dir(plan, 0))
         run_dagger(plan)
         table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
         seconds = {"dagger+phase1": round(time.perf_counter() - t0, 1)}
@@ -319,31 +324,9 @@ def teacher_bench(args) -> None:
 
         # BC: the teacher's own unrolls on fresh seeds, as many labels as DAgger's rounds added
         t0 = time.perf_counter()
-        bc_plan = arm("bc")
-        shutil.copytree(stage_dir(plan, 0), stage_dir(bc_plan, 0))
-        needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
-        pool_store, pool = args.out / f"seed{seed}" / "bc_pool.zarr", []
-        next_seed = 600_000
-        while sum(e.steps for e in pool) < needed:
-            batch = max(args.workers, (needed - sum(e.steps for e in pool)) // 200 + 1)
-            pool += collect_unrolls(plugins, plan.train_config, plan.adapter, [plan.teacher], plan.teacher, [list(range(next_seed, next_seed + batch))],
-                                    max_steps=plan.train_config.eval.max_steps, threshold=plan.dagger.disagreement, progress=False,
-                                    trim=plan.dagger.unroll_trim)  # fmt: skip
-            next_seed += batch
-        write_episodes(pool_store, pool, plan.layout, teacher_keys=False)
-        cumulative = np.cumsum([e.steps for e in pool])
-        bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
-        phase1_rb, pool_rb = ReplayBuffer.open(phase1), ReplayBuffer.open(pool_store)
-        for row in table[1:]:
-            r = row["round"]
-            n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
-            store = bc_plan.run_dir / "data" / f"round_{r:03d}.zarr"
-            write_prefix(store, [(phase1_rb, phase1_rb.n_episodes), (pool_rb, n)], total_steps=row["dataset_steps"])  # DAgger's labels, exactly
-            stage = train_stage(bc_plan, r, store)
-            summary = json.loads((stage / "summary.json").read_text())
-            bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "train_steps": summary["global_step"],
-                            "test_mean_score": summary["metrics"].get("test_mean_score")})  # fmt: skip
-        seconds["bc"] = round(time.perf_counter() - t0, 1)
+        bc_rows = _bc_arm(args, plugins, plan, table, arm("bc"), base, phase1) if args.bc else None
+        if args.bc:
+            seconds["bc"] = round(time.perf_counter() - t0, 1)
 
         # control: the same steps on the Phase I data alone
         t0 = time.perf_counter()
@@ -372,6 +355,34 @@ def teacher_bench(args) -> None:
     }  # fmt: skip
     (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     report([args.out], None, [])
+
+
+def _bc_arm(args, plugins, plan, table: list[dict], bc_plan, base: Path, phase1: Path) -> list[dict]:
+    """The teacher's own unrolls on fresh seeds after Phase I, cut to DAgger's label count after each round."""
+    shutil.copytree(stage_dir(plan, 0), stage_dir(bc_plan, 0))
+    needed = table[-1]["dataset_steps"] - table[0]["dataset_steps"]
+    pool_store, pool = base / "bc_pool.zarr", []
+    next_seed = 600_000
+    while sum(e.steps for e in pool) < needed:
+        batch = max(args.workers, (needed - sum(e.steps for e in pool)) // 200 + 1)
+        pool += collect_unrolls(plugins, plan.train_config, plan.adapter, [plan.teacher], plan.teacher, [list(range(next_seed, next_seed + batch))],
+                                max_steps=plan.train_config.eval.max_steps, threshold=plan.dagger.disagreement, progress=False,
+                                trim=plan.dagger.unroll_trim)  # fmt: skip
+        next_seed += batch
+    write_episodes(pool_store, pool, plan.layout, teacher_keys=False)
+    cumulative = np.cumsum([e.steps for e in pool])
+    bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
+    phase1_rb, pool_rb = ReplayBuffer.open(phase1), ReplayBuffer.open(pool_store)
+    for row in table[1:]:
+        r = row["round"]
+        n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
+        store = bc_plan.run_dir / "data" / f"round_{r:03d}.zarr"
+        write_prefix(store, [(phase1_rb, phase1_rb.n_episodes), (pool_rb, n)], total_steps=row["dataset_steps"])  # DAgger's labels, exactly
+        stage = train_stage(bc_plan, r, store)
+        summary = json.loads((stage / "summary.json").read_text())
+        bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "train_steps": summary["global_step"],
+                        "test_mean_score": summary["metrics"].get("test_mean_score")})  # fmt: skip
+    return bc_rows
 
 
 def baseline_scores(runs: list[Path]) -> dict[int, list[float]]:
@@ -415,15 +426,16 @@ def report(dirs: list[Path], plot: Path | None, baselines: list[Path] = ()) -> N
     label_ms = [row["label_ms_per_step"] for s in seeds.values() for row in s["dagger"] if row.get("label_ms_per_step")]
     outside = [row["labels_outside_normalizer"] for s in seeds.values() for row in s["dagger"][1:] if row.get("labels_outside_normalizer") is not None]
     targets = {
-        "dagger_minus_bc": final["dagger"]["mean"] - final["bc"]["mean"],
+        "dagger_minus_bc": final["dagger"]["mean"] - final["bc"]["mean"] if "bc" in final else None,
         "dagger_over_teacher": final["dagger"]["mean"] / teacher if teacher else None,
         "dagger_minus_control": final["dagger"]["mean"] - final["control"]["mean"] if "control" in final else None,
         "dagger_minus_human_demos": final["dagger"]["mean"] - final["human_demos"]["mean"] if "human_demos" in final else None,
     }
     if targets["dagger_minus_human_demos"] is not None:
         print(f"DAgger - the student on the human demonstrations at equal steps: {targets['dagger_minus_human_demos']:+.3f} (target > 0)")
-    print(f"after {rounds[-1]} rounds: DAgger - BC {targets['dagger_minus_bc']:+.3f} (target >= +0.05); DAgger / teacher "
-          f"{targets['dagger_over_teacher']:.2f} (target >= 0.90 for a keypoints student)"
+    print(f"after {rounds[-1]} rounds: "
+          + (f"DAgger - BC {targets['dagger_minus_bc']:+.3f} (target >= +0.05); " if targets["dagger_minus_bc"] is not None else "")
+          + f"DAgger / teacher {targets['dagger_over_teacher']:.2f} (target >= 0.90 for a keypoints student)"
           + (f"; DAgger - control {targets['dagger_minus_control']:+.3f}" if targets["dagger_minus_control"] is not None else ""))
     print(f"labelling: {np.mean(label_ms):.2f} ms per step (mean over Phase I and rounds); new labels outside the student's normaliser: "
           f"{', '.join(f'{o:.1%}' for o in outside)}")
