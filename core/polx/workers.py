@@ -58,11 +58,12 @@ def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
     # prints an "OSError: Bad file descriptor" traceback on the way out (CPython 3.11)
     manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None:
-        manager.join(timeout=10)
-        if not manager.is_alive():  # nothing left to wake: the exit hook must not write to its pipe (seen under load)
-            from concurrent.futures import process as futures_process
+        from concurrent.futures import process as futures_process
 
-            getattr(futures_process, "_threads_wakeups", {}).pop(manager, None)
+        manager.join(timeout=10)
+        # the exit hook must not write to its pipe, whether the thread has ended or is still closing the pipe
+        # (both seen, the second on a quiet machine); with its workers gone it ends on its own, and exit joins it
+        getattr(futures_process, "_threads_wakeups", {}).pop(manager, None)
 
 
 @contextmanager
