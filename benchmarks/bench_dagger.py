@@ -324,8 +324,9 @@ def teacher_bench(args) -> None:
 
         # BC: the teacher's own unrolls on fresh seeds, as many labels as DAgger's rounds added
         t0 = time.perf_counter()
-        bc_rows = _bc_arm(args, plugins, plan, table, arm("bc"), base, phase1) if args.bc else None
+        bc_rows = None
         if args.bc:
+            bc_rows = _bc_arm(args, plugins, plan, table, arm("bc"), base, phase1)
             seconds["bc"] = round(time.perf_counter() - t0, 1)
 
         # control: the same steps on the Phase I data alone

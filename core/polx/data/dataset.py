@@ -108,13 +108,10 @@ def chunks_from_actions(action: np.ndarray, episode_ends: np.ndarray, *, horizon
     ``t - (n_obs_steps - 1)`` onwards, clamped to t's episode as the sampler pads. A demonstration
     then carries ``CHUNK_KEY`` like a DAgger teacher's labels, and each window's target is the one
     ``PolicyDataset`` cuts from its actions (``tests/test_data_dataset.py``)."""
-    action = np.asarray(action)
-    episode_ends = np.asarray(episode_ends, dtype=np.int64)
-    lengths = np.diff(episode_ends, prepend=0)
-    lo = np.repeat(episode_ends - lengths, lengths)  # (N,) each step's episode start
-    hi = np.repeat(episode_ends, lengths)  # (N,) its exclusive end
-    raw = np.arange(len(action))[:, None] - (n_obs_steps - 1) + np.arange(horizon)[None, :]  # (N, horizon)
-    return action[np.clip(raw, lo[:, None], hi[:, None] - 1)].astype(np.float32)
+    # one window per step: it starts n_obs_steps - 1 before the step and may run past its episode's end
+    sampler = SequenceSampler(episode_ends, horizon, pad_before=n_obs_steps - 1, pad_after=horizon - n_obs_steps)
+    steps, _ = sampler.indices(np.arange(len(sampler)))  # (N, horizon), clamped to each episode
+    return np.asarray(action)[steps].astype(np.float32)
 
 
 def expected_step_shape(meta: Mapping[str, Any]) -> tuple[int, ...]:
