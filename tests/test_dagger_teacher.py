@@ -347,6 +347,24 @@ def test_chunk_labels_need_a_checkpoint_teacher_and_the_students_windows(teacher
              ["dagger.label=chunk", "the teacher's policy.horizon is 16 and the student's 12"])  # fmt: skip
 
 
+def test_label_auto_chunks_where_the_teachers_windows_match_and_steps_otherwise(teacher, tmp_path) -> None:
+    """The default dagger.label=auto: chunk for a checkpoint teacher with the student's horizon and
+    n_obs_steps, step for one whose windows differ and for the scripted expert; the plan (and so
+    dagger.yaml, which --resume reads) records the choice, not 'auto'."""
+    from polx.dagger import prepare_dagger
+
+    def plan(teacher_arg, *extra):
+        overrides = (*TINY_HEAD, *TINY_RUN, "env.obs_type=keypoints", *extra)
+        return prepare_dagger(_installed(), head="imf_attnres", env="pusht", rounds=1, episodes=1, teacher=teacher_arg,
+                              run_dir=tmp_path / "run", overrides=overrides)  # fmt: skip
+
+    matching, other_horizon, expert = plan(str(teacher)), plan(str(teacher), "policy.horizon=12"), plan(None)
+    assert [p.dagger.label for p in (matching, other_horizon, expert)] == ["chunk", "step", "step"]
+    assert [p.request["dagger"]["label"] for p in (matching, other_horizon, expert)] == ["chunk", "step", "step"]
+    assert "action_chunk" in matching.layout and "action_chunk" not in other_horizon.layout
+    assert not (tmp_path / "run").exists()  # preparing writes nothing
+
+
 def test_phase1_unrolls_need_a_checkpoint_teacher(tmp_path) -> None:
     argv = ["dagger", "--head", "imf_attnres", "--env", "pusht", "--rounds", "1", "--episodes", "1", "--run-dir", str(tmp_path / "run"),
             "dagger.phase1=unrolls"]  # fmt: skip

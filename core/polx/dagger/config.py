@@ -54,8 +54,9 @@ class DaggerConfig:
         "also its whole predicted chunk there, which the student then imitates as that step's target, so every target "
         "is one plan of the teacher's rather than a row of per-step predictions; a starting dataset's steps (phase1=dataset) "
         "carry their own demonstrated future as chunks (needs a checkpoint teacher with the student's policy.horizon and "
-        "policy.n_obs_steps; on PushT it taught better than step, benchmarks/README.md)",
-        default="step", validator=one_of("step", "chunk"),
+        "policy.n_obs_steps; on PushT it taught better than step, benchmarks/README.md); auto: chunk where a checkpoint "
+        "teacher's windows match the student's, else step (the scripted expert labels steps). The run records which it used",
+        default="auto", validator=one_of("auto", "step", "chunk"),
     )  # fmt: skip
     # how each round trains
     normalizer: str = doc(

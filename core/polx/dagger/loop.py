@@ -161,6 +161,12 @@ def prepare_dagger(
         if dagger.phase1 == "unrolls":
             others = intermediate_checkpoints(Path(spec.path), dagger.phase1_checkpoints)
             sources = [spec] + [load_checkpoint_spec(plugins, p, adapter, config.components.env, what="dagger.phase1_checkpoints") for p in others]
+    if dagger.label == "auto":  # resolved once, and recorded so that --resume keeps it
+        dagger = attrs.evolve(dagger, label="step" if _chunk_problems(spec, config) else "chunk")
+        request["dagger"] = attrs.asdict(dagger)
+        if spec is not None and not resume:  # the scripted expert labels steps, nothing to say
+            why = "the teacher's windows match the student's" if dagger.label == "chunk" else "; ".join(_chunk_problems(spec, config))
+            _say(f"dagger.label=auto: the teacher labels with {dagger.label} ({why})")
     if dagger.label == "chunk":
         _check_chunk_labels(dagger, spec, config)
     if dagger.phase1 == "unrolls":
@@ -177,16 +183,18 @@ def prepare_dagger(
 
 def _check_chunk_labels(dagger: DaggerConfig, spec: Any, config: RunConfig) -> None:
     """``dagger.label=chunk``: every step of the data must carry a teacher chunk aligned as the student's windows."""
-    problems = []
-    if spec is None:
-        problems.append("it needs a checkpoint teacher (--teacher CKPT), not the scripted expert")
-    if spec is not None:
-        theirs, ours = spec.config.policy, config.policy
-        for key in ("horizon", "n_obs_steps"):
-            if getattr(theirs, key) != getattr(ours, key):
-                problems.append(f"the teacher's policy.{key} is {getattr(theirs, key)} and the student's {getattr(ours, key)}; they must agree")
+    problems = _chunk_problems(spec, config)
     if problems:
         raise UserInputError("dagger.label=chunk: " + "; ".join(problems) + " (or use dagger.label=step)")
+
+
+def _chunk_problems(spec: Any, config: RunConfig) -> list[str]:
+    """Why the teacher cannot label whole chunks for this student ([] when it can)."""
+    if spec is None:
+        return ["it needs a checkpoint teacher (--teacher CKPT), not the scripted expert"]
+    theirs, ours = spec.config.policy, config.policy
+    return [f"the teacher's policy.{key} is {getattr(theirs, key)} and the student's {getattr(ours, key)}; they must agree"
+            for key in ("horizon", "n_obs_steps") if getattr(theirs, key) != getattr(ours, key)]  # fmt: skip
 
 
 def _read_request(run_dir: Path) -> dict:
