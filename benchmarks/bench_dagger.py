@@ -5,8 +5,8 @@ demonstrations). Then, round after round:
 
 - DAgger (``polx dagger``) rolls its policy out on ``--episodes`` fresh seeds and adds every visited
   step, labelled by the expert, to its data;
-- BC adds scripted-expert demonstrations from other fresh seeds until it holds at least as many
-  labelled steps as DAgger does after that round (whole episodes, so BC gets slightly more);
+- BC adds scripted-expert demonstrations from other fresh seeds until it holds as many labelled
+  steps as DAgger does after that round (the last demonstration cut to match);
 - the control adds nothing: it trains on the Phase I data alone (``--no-control`` skips it), so a
   change in score that the control shows too comes from the extra training, not from the labels;
 
@@ -17,6 +17,15 @@ the Phase I data and for DAgger's relabelled episodes, since a teacher whose lab
 to imitate. Readable lines, then one JSON line. The full measurement is long (see ``--help``); a tiny run checks it end to end::
 
     python benchmarks/bench_dagger.py --tiny --out runs/bench_dagger
+
+``--env roboimi`` runs the same arms on RoboIMI from cameras (configs/roboimi_cpu.yaml at half its
+widths, one torch thread per process with ``train.threads=1``), where the scripted expert is both
+the demonstrator and the teacher, so its labels agree with its data; each row then also carries the
+success rate and the share of the test episodes reaching each stage (reach, grasp, lift, hand-over,
+hold). One process per training seed (``train.seed=N``)::
+
+    python benchmarks/bench_dagger.py --env roboimi --out runs/ri0 --rounds 3 --episodes 10 --start-episodes 20 \
+        --steps-per-round 1000 --no-control train.seed=0 train.threads=1
 
 With ``--teacher CKPT`` (a trained polx checkpoint, LucidSim's shape) the arms are, per training
 seed (``--train-seeds``), at equal labels and equal steps:
@@ -61,6 +70,13 @@ TINY = [
     "train.val_every=0", "train.checkpoint_every=0", "eval.rollout_every=0", "eval.n_test=2", "eval.max_steps=30",
     "eval.n_vis=1", "env.demo_max_steps=60",
 ]  # fmt: skip
+# RoboIMI (--env roboimi): the camera recipe's encoder and head at half width (a CPU budget), and tiny sizes for --tiny
+ROBOIMI = ["encoder.channels=[16, 16, 32, 32]", "encoder.feature_dim=32", "head.n_emb=64", "head.n_layer=2", "head.n_head=2", "train.warmup_steps=300"]
+ROBOIMI_TINY = [
+    "env.image_size=32", "encoder.crop_shape=[28, 28]", "encoder.channels=[8, 8]", "encoder.feature_dim=16", "head.n_emb=32", "head.n_layer=1",
+    "head.n_head=2", "head.n_kv_head=1", "train.max_steps=20", "train.batch_size=8", "train.val_every=0", "train.checkpoint_every=0",
+    "eval.rollout_every=0", "eval.n_test=2", "eval.max_steps=30", "eval.n_vis=1", "dagger.max_steps=30",
+]  # fmt: skip
 
 
 def write_prefix(out: Path, sources: list[tuple[ReplayBuffer, int]], total_steps: int | None = None) -> None:
@@ -81,6 +97,13 @@ def write_prefix(out: Path, sources: list[tuple[ReplayBuffer, int]], total_steps
                         return
                 rb.add_episode({key: value[lo:hi] for key, value in data.items()})
                 written += hi - lo
+
+
+def rollout_metrics(stage: Path) -> dict[str, float]:
+    """A trained stage's test rollouts from its ``summary.json``: mean score, success rate and, for an env
+    with stages (RoboIMI), the share of episodes reaching each (``test_reached_<stage>``)."""
+    metrics = json.loads((Path(stage) / "summary.json").read_text())["metrics"]
+    return {k: v for k, v in metrics.items() if k in ("test_mean_score", "test_success_rate") or k.startswith("test_reached_")}
 
 
 def label_jumps(store: Path) -> dict[str, dict]:
@@ -116,6 +139,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, nargs="*", default=[], metavar="RUN",
                         help="--report: polx train runs of the same student on the human demonstrations, compared at equal steps")
     parser.add_argument("--head", default="imf_attnres")
+    parser.add_argument("--env", choices=("pusht", "roboimi"), default="pusht",
+                        help="scripted-expert teacher: pusht (keypoints), or roboimi (cameras, configs/roboimi_cpu.yaml at half width; "
+                             "the expert is both the demonstrator and the teacher); the rows then carry success and per-stage rates")
     parser.add_argument("--start", choices=("expert", "human"), default="expert",
                         help="Phase I data: --start-episodes scripted-expert demos, or PushT's human demos (206 episodes)")
     parser.add_argument("--start-episodes", type=int, default=20, help="expert demonstrations of Phase I (--start expert)")
@@ -139,16 +165,23 @@ def main() -> None:
     if args.out.exists():
         sys.exit(f"--out {args.out} exists; choose a new directory")
     if args.teacher is not None:
+        if args.env != "pusht":
+            parser.error("--teacher: the policy-teacher arms are PushT's (keypoints teacher, keypoints or image student); drop --env")
         return teacher_bench(args)
+    if args.env == "roboimi" and args.start == "human":
+        parser.error("--start human: RoboIMI has no human demonstrations; its Phase I is --start expert (--start-episodes)")
     started = time.perf_counter()
     plugins = load_plugins(entry_points=list(metadata.entry_points(group="polx")))
-    overrides = (TINY if args.tiny else ["train.max_steps=12000"]) + ["env.obs_type=keypoints", "train.progress=false", "eval.n_train=0", f"eval.n_envs={args.workers}"]
-    overrides += [*args.overrides, f"dagger.steps_per_round={args.steps_per_round}"]
-    config_files = [] if args.tiny else [REPO / "configs" / "pusht_keypoints_cpu.yaml"]
+    if args.env == "roboimi":
+        overrides = ROBOIMI + (ROBOIMI_TINY if args.tiny else ["train.max_steps=3000"])
+    else:
+        overrides = (TINY if args.tiny else ["train.max_steps=12000"]) + ["env.obs_type=keypoints"]
+    overrides += ["train.progress=false", "eval.n_train=0", f"eval.n_envs={args.workers}", *args.overrides, f"dagger.steps_per_round={args.steps_per_round}"]
+    config_files = [] if args.tiny and args.env == "pusht" else [REPO / "configs" / f"{'roboimi' if args.env == 'roboimi' else 'pusht_keypoints'}_cpu.yaml"]
     env_overrides = [o for o in overrides if o.startswith("env.")]
     from polx.runs import build_env_adapter
 
-    adapter = build_env_adapter(plugins, "pusht", env_overrides)
+    adapter = build_env_adapter(plugins, args.env, env_overrides)
     if args.start == "human":  # the env's default data (cached on first use); BC's demos then start at seed 0
         start, pool_seed = Path(adapter.default_dataset(progress=False)), 0
         print(f"bench_dagger: Phase I on the human demonstrations ({start})", file=sys.stderr, flush=True)
@@ -164,7 +197,7 @@ def main() -> None:
 
     def arm(name: str):
         """A ``polx dagger`` plan for one arm, in ``--out/name``, with every arm's settings."""
-        return prepare_dagger(plugins, head=args.head, env="pusht", dataset=start, rounds=args.rounds, episodes=args.episodes,
+        return prepare_dagger(plugins, head=args.head, env=args.env, dataset=start, rounds=args.rounds, episodes=args.episodes,
                               run_dir=args.out / name, overrides=tuple(dagger_overrides))  # fmt: skip
 
     plan = arm("dagger")
@@ -174,7 +207,7 @@ def main() -> None:
         shutil.copytree(args.phase1, stage_dir(plan, 0))
     run_dagger(plan)
     table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
-    jumps = label_jumps(plan.run_dir / "data" / f"round_{args.rounds:03d}.zarr")
+    jumps = label_jumps(plan.run_dir / "data" / f"round_{args.rounds:03d}.zarr") if args.env == "pusht" else {}  # in PushT's pixels
     for kind, j in jumps.items():
         print(f"label jumps, {kind} episodes: mean {j['mean_jump_px']:.1f} px, {j['share_over_30px']:.1%} of steps over 30 px ({j['steps']} steps)")
 
@@ -196,15 +229,13 @@ def main() -> None:
             write_prefix(merged, [(pool, pool.n_episodes), (ReplayBuffer.open(more), 10**9)])
             pool = ReplayBuffer.open(merged)
         cumulative = np.cumsum(pool.episode_lengths)
-        bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
+        bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], **rollout_metrics(stage_dir(plan, 0))}]
         for row in table[1:]:
             r = row["round"]
             n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
             store = args.out / "bc" / "data" / f"round_{r:03d}.zarr"
-            write_prefix(store, [(start_rb, start_rb.n_episodes), (pool, n)])
-            stage = train_stage(bc_plan, r, store)
-            summary = json.loads((stage / "summary.json").read_text())
-            bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, "test_mean_score": summary["metrics"].get("test_mean_score")})
+            write_prefix(store, [(start_rb, start_rb.n_episodes), (pool, n)], total_steps=row["dataset_steps"])  # DAgger's labels, exactly
+            bc_rows.append({"round": r, "labels": ReplayBuffer.open(store).n_steps, **rollout_metrics(train_stage(bc_plan, r, store))})
 
     arm_seconds = {"dagger+phase1": round(bc_started - started, 1)}
     if args.bc:
@@ -216,11 +247,9 @@ def main() -> None:
         control_started = time.perf_counter()
         control_plan = arm("control")
         shutil.copytree(stage_dir(plan, 0), stage_dir(control_plan, 0))
-        control_rows = [{"round": 0, "labels": table[0]["dataset_steps"], "test_mean_score": table[0]["test_mean_score"]}]
+        control_rows = [{"round": 0, "labels": table[0]["dataset_steps"], **rollout_metrics(stage_dir(plan, 0))}]
         for row in table[1:]:
-            stage = train_stage(control_plan, row["round"], start)
-            summary = json.loads((stage / "summary.json").read_text())
-            control_rows.append({"round": row["round"], "labels": table[0]["dataset_steps"], "test_mean_score": summary["metrics"].get("test_mean_score")})
+            control_rows.append({"round": row["round"], "labels": table[0]["dataset_steps"], **rollout_metrics(train_stage(control_plan, row["round"], start))})
         arm_seconds["control"] = round(time.perf_counter() - control_started, 1)
 
     columns = [("bc", bc_rows), ("control", control_rows)]
@@ -231,15 +260,21 @@ def main() -> None:
             if rows:
                 line += f"  {rows[i]['labels']:>{len(name) + 7}}  {rows[i]['test_mean_score']:>{len(name) + 6}.3f}"
         print(line)
+    dagger_rows = [{**{k: d[k] for k in ("round", "train_steps", "dataset_steps", "disagreement_rate")}, **rollout_metrics(stage_dir(plan, d["round"]))}
+                   for d in table]  # fmt: skip
+    for name, rows in (("dagger", dagger_rows), *columns):
+        if rows and "test_success_rate" in rows[-1]:  # e.g. RoboIMI: success, and the share of episodes reaching each stage
+            stages = ", ".join(f"{k.removeprefix('test_reached_')} {v:.0%}" for k, v in rows[-1].items() if k.startswith("test_reached_"))
+            print(f"{name}, round {rows[-1]['round']}: success {rows[-1]['test_success_rate']:.0%}" + (f"; reached {stages}" if stages else ""))
     result = {
-        "bench": "dagger_vs_bc_pusht_keypoints",
+        "bench": f"dagger_vs_bc_{args.env}" + ("_keypoints" if args.env == "pusht" else ""),
         "tiny": args.tiny,
         "rounds": args.rounds,
         "episodes_per_round": args.episodes,
         "start": args.start,
         "start_episodes": args.start_episodes if args.start == "expert" else None,
         "steps_per_round": args.steps_per_round,
-        "dagger": [{k: d[k] for k in ("round", "train_steps", "dataset_steps", "test_mean_score", "test_success_rate", "disagreement_rate")} for d in table],
+        "dagger": dagger_rows,
         "bc": bc_rows or None,
         "control": control_rows or None,
         "label_jumps": jumps,
