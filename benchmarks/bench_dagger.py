@@ -178,7 +178,10 @@ def main() -> None:
         overrides = (TINY if args.tiny else ["train.max_steps=12000"]) + ["env.obs_type=keypoints"]
     overrides += ["train.progress=false", "eval.n_train=0", f"eval.n_envs={args.workers}", *args.overrides, f"dagger.steps_per_round={args.steps_per_round}"]
     config_files = [] if args.tiny and args.env == "pusht" else [REPO / "configs" / f"{'roboimi' if args.env == 'roboimi' else 'pusht_keypoints'}_cpu.yaml"]
-    env_overrides = [o for o in overrides if o.startswith("env.")]
+    dagger_overrides = list(overrides)
+    if config_files:
+        dagger_overrides = [f"{k}={v}" for k, v in _flat(config_files[0])] + dagger_overrides
+    env_overrides = [o for o in dagger_overrides if o.startswith("env.")]  # the demonstrations as the arms will read them
     from polx.runs import build_env_adapter
 
     adapter = build_env_adapter(plugins, args.env, env_overrides)
@@ -191,10 +194,6 @@ def main() -> None:
         adapter.generate_demos(start, args.start_episodes, seed=0, workers=args.workers, keep_all=args.tiny, progress=False)
 
     # DAgger
-    dagger_overrides = list(overrides)
-    if config_files:
-        dagger_overrides = [f"{k}={v}" for k, v in _flat(config_files[0])] + dagger_overrides
-
     def arm(name: str):
         """A ``polx dagger`` plan for one arm, in ``--out/name``, with every arm's settings."""
         return prepare_dagger(plugins, head=args.head, env=args.env, dataset=start, rounds=args.rounds, episodes=args.episodes,
