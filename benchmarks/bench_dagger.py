@@ -282,6 +282,7 @@ def main() -> None:
         "arm_seconds": arm_seconds,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    (args.out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))
 
 
