@@ -25,7 +25,7 @@ success rate and the share of the test episodes reaching each stage (reach, gras
 hold). One process per training seed (``train.seed=N``)::
 
     python benchmarks/bench_dagger.py --env roboimi --out runs/ri0 --rounds 3 --episodes 10 --start-episodes 20 \
-        --steps-per-round 1000 --no-control train.seed=0 train.threads=1
+        --steps-per-round 1000 train.seed=0 train.threads=1
 
 With ``--teacher CKPT`` (a trained polx checkpoint, LucidSim's shape) the arms are, per training
 seed (``--train-seeds``), at equal labels and equal steps:
