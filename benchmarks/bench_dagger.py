@@ -177,7 +177,7 @@ def main() -> None:
     else:
         overrides = (TINY if args.tiny else ["train.max_steps=12000"]) + ["env.obs_type=keypoints"]
     overrides += ["train.progress=false", "eval.n_train=0", f"eval.n_envs={args.workers}", *args.overrides, f"dagger.steps_per_round={args.steps_per_round}"]
-    config_files = [] if args.tiny and args.env == "pusht" else [REPO / "configs" / f"{'roboimi' if args.env == 'roboimi' else 'pusht_keypoints'}_cpu.yaml"]
+    config_files = [] if args.tiny and args.env == "pusht" else [REPO / "configs" / {"pusht": "pusht_keypoints_cpu.yaml", "roboimi": "roboimi_cpu.yaml"}[args.env]]
     dagger_overrides = list(overrides)
     if config_files:
         dagger_overrides = [f"{k}={v}" for k, v in _flat(config_files[0])] + dagger_overrides
@@ -206,6 +206,7 @@ def main() -> None:
         shutil.copytree(args.phase1, stage_dir(plan, 0))
     run_dagger(plan)
     table = json.loads((plan.run_dir / "summary.json").read_text())["table"]
+    phase1_metrics = rollout_metrics(stage_dir(plan, 0))  # round 0 of every arm
     jumps = label_jumps(plan.run_dir / "data" / f"round_{args.rounds:03d}.zarr") if args.env == "pusht" else {}  # in PushT's pixels
     for kind, j in jumps.items():
         print(f"label jumps, {kind} episodes: mean {j['mean_jump_px']:.1f} px, {j['share_over_30px']:.1%} of steps over 30 px ({j['steps']} steps)")
@@ -228,7 +229,7 @@ def main() -> None:
             write_prefix(merged, [(pool, pool.n_episodes), (ReplayBuffer.open(more), 10**9)])
             pool = ReplayBuffer.open(merged)
         cumulative = np.cumsum(pool.episode_lengths)
-        bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], **rollout_metrics(stage_dir(plan, 0))}]
+        bc_rows = [{"round": 0, "labels": table[0]["dataset_steps"], **phase1_metrics}]
         for row in table[1:]:
             r = row["round"]
             n = int(np.searchsorted(cumulative, row["dataset_steps"] - table[0]["dataset_steps"]) + 1)
@@ -246,7 +247,7 @@ def main() -> None:
         control_started = time.perf_counter()
         control_plan = arm("control")
         shutil.copytree(stage_dir(plan, 0), stage_dir(control_plan, 0))
-        control_rows = [{"round": 0, "labels": table[0]["dataset_steps"], **rollout_metrics(stage_dir(plan, 0))}]
+        control_rows = [{"round": 0, "labels": table[0]["dataset_steps"], **phase1_metrics}]
         for row in table[1:]:
             control_rows.append({"round": row["round"], "labels": table[0]["dataset_steps"], **rollout_metrics(train_stage(control_plan, row["round"], start))})
         arm_seconds["control"] = round(time.perf_counter() - control_started, 1)
@@ -259,7 +260,7 @@ def main() -> None:
             if rows:
                 line += f"  {rows[i]['labels']:>{len(name) + 7}}  {rows[i]['test_mean_score']:>{len(name) + 6}.3f}"
         print(line)
-    dagger_rows = [{**{k: d[k] for k in ("round", "train_steps", "dataset_steps", "disagreement_rate")}, **rollout_metrics(stage_dir(plan, d["round"]))}
+    dagger_rows = [{**{k: d[k] for k in ("round", "train_steps", "dataset_steps", "disagreement_rate")}, **(rollout_metrics(stage_dir(plan, d["round"])) if d["round"] else phase1_metrics)}
                    for d in table]  # fmt: skip
     for name, rows in (("dagger", dagger_rows), *columns):
         if rows and "test_success_rate" in rows[-1]:  # e.g. RoboIMI: success, and the share of episodes reaching each stage
