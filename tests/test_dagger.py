@@ -58,6 +58,7 @@ def finished(demos, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("dagger") / "run"
     result = CliRunner().invoke(cli.main, _argv(demos, run_dir))
     assert result.exit_code == 0, result.output
+    (run_dir.parent / "output.txt").write_text(result.output)
     return run_dir
 
 
@@ -98,6 +99,9 @@ def test_two_rounds_grow_the_data_by_the_rollouts_with_the_expert_labels(demos, 
                 assert data["n_contacts"][t + 1, 0] == env.n_contacts  # recorded as the demos record it
     assert table[1]["teacher_step_share"] == 1.0 and table[2]["teacher_step_share"] == 0.0
     assert (finished / "media" / "score_by_round.png").is_file()
+    # each round's stage starts from a checkpoint saved with the round's own config (its data), so
+    # continuing it is not reported as a resume on moved data
+    assert "warning: resuming" not in (finished.parent / "output.txt").read_text()
     assert all(row["test_mean_score"] is not None for row in table)
     logged = [json.loads(line) for line in (finished / "logs.json.txt").read_text().splitlines()]
     assert [r["global_step"] for r in logged] == [0, 1, 2] and all("disagreement_rate" in r for r in logged[1:])

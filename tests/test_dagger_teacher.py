@@ -190,6 +190,7 @@ def phase1_run(teacher, tmp_path_factory) -> Path:
     argv = _dagger(teacher, run_dir, *IMAGE, f"dagger.phase1_checkpoints=[{ckpts[0]}, {ckpts[1]}]", "dagger.round_warmup_steps=2")
     result = CliRunner().invoke(cli.main, argv)
     assert result.exit_code == 0, result.output
+    (run_dir.parent / "output.txt").write_text(result.output)
     return run_dir
 
 
@@ -244,6 +245,9 @@ def test_a_round_refits_the_normaliser_and_restarts_its_schedule(phase1_run) -> 
             assert torch.equal(weights[f"normalizer.{key}"], value), key
     phase1 = load_checkpoint(phase1_run / "stages" / "round_000" / "checkpoints" / LATEST)["model"]
     assert any(not torch.equal(phase1[f"normalizer.{k}"], v) for k, v in fitted.items())  # the round's data moved the limits
+    # the round starts from a checkpoint saved with the round's own config, so continuing it on the
+    # round's data is not reported as a resume on moved data
+    assert "warning: resuming" not in (phase1_run.parent / "output.txt").read_text()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -532,9 +532,7 @@ def train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
             seeded = config_from_saved(plan.plugins, saved, [f"data.path={path_value}", "data.format=zarr", f"train.max_steps={budget}", *_schedule(plan, budget)])
             (stage / "checkpoints").mkdir(parents=True)
             _write_atomic(stage / "config.yaml", seeded.to_yaml())
-            checkpoint = (previous / "checkpoints" / LATEST).read_bytes()
-            if plan.dagger.normalizer == "refit":
-                checkpoint = _refit_normalizer(plan, seeded, data, checkpoint)
+            checkpoint = _seed_checkpoint(plan, seeded, data, (previous / "checkpoints" / LATEST).read_bytes())
             atomic_write(latest, lambda f: f.write(checkpoint))  # last: a stage with latest.ckpt is seeded
         training = prepare_training(plan.plugins, head=None, env=None, resume_dir=stage, argv=plan.argv)
     run_training(training)
@@ -551,21 +549,25 @@ def _schedule(plan: DaggerPlan, budget: int) -> list[str]:
             f"train.schedule_start={budget - d.steps_per_round}"]  # fmt: skip
 
 
-def _refit_normalizer(plan: DaggerPlan, config: RunConfig, data: Path, checkpoint: bytes) -> bytes:
-    """``checkpoint`` with its normaliser (trained and EMA weights) fitted on ``data``'s training episodes,
-    as the trainer fits a new run's."""
+def _seed_checkpoint(plan: DaggerPlan, config: RunConfig, data: Path, checkpoint: bytes) -> bytes:
+    """The previous round's ``checkpoint`` made the start of a round on ``data``: its saved config is
+    the round's own ``config`` (so resuming it is not a resume on moved data, which the trainer
+    would warn about), and with ``dagger.normalizer=refit`` its normaliser (trained and EMA weights)
+    is fitted on ``data``'s training episodes, as the trainer fits a new run's."""
     import io
 
     from polx.train.data import load_training_data
 
-    normalizer = load_training_data(data, plan.adapter, config, plan.plugins.registry).normalizer
     state = torch.load(io.BytesIO(checkpoint), map_location="cpu", weights_only=True)
-    fitted = {f"normalizer.{k}": v.detach().cpu() for k, v in normalizer.state_dict().items()}
-    for weights in (state["model"], *([state["ema"]["model"]] if state.get("ema") is not None else [])):
-        missing = fitted.keys() - weights.keys()
-        if missing:
-            raise DatasetError(f"{str(data)!r}: the refitted normaliser has keys the policy lacks ({', '.join(sorted(missing))})")
-        weights.update(fitted)
+    state["config"] = config.to_dict()
+    if plan.dagger.normalizer == "refit":
+        normalizer = load_training_data(data, plan.adapter, config, plan.plugins.registry).normalizer
+        fitted = {f"normalizer.{k}": v.detach().cpu() for k, v in normalizer.state_dict().items()}
+        for weights in (state["model"], *([state["ema"]["model"]] if state.get("ema") is not None else [])):
+            missing = fitted.keys() - weights.keys()
+            if missing:
+                raise DatasetError(f"{str(data)!r}: the refitted normaliser has keys the policy lacks ({', '.join(sorted(missing))})")
+            weights.update(fitted)
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
