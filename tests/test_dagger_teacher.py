@@ -187,7 +187,7 @@ def phase1_run(teacher, tmp_path_factory) -> Path:
     ckpts = sorted((teacher / "checkpoints").glob("epoch=*step=000000[24]*.ckpt"))
     assert len(ckpts) == 2
     run_dir = tmp_path_factory.mktemp("phase1") / "run"
-    argv = _dagger(teacher, run_dir, *IMAGE, f"dagger.phase1_checkpoints=[{ckpts[0]}, {ckpts[1]}]", "dagger.round_warmup_steps=2")
+    argv = _dagger(teacher, run_dir, *IMAGE, f"dagger.phase1_checkpoints=[{ckpts[0]}, {ckpts[1]}]", "dagger.round_warmup_steps=2", "dagger.normalizer=refit")
     result = CliRunner().invoke(cli.main, argv)
     assert result.exit_code == 0, result.output
     (run_dir.parent / "output.txt").write_text(result.output)
@@ -323,6 +323,11 @@ def test_chunk_labels_store_the_teachers_whole_chunk_and_the_student_imitates_it
             np.testing.assert_array_equal(arrays["action_chunk"], _replayed_labels(plugins, spec, arrays, seed, chunks=True))
     training = load_training_data(run / "data" / "round_001.zarr", adapter, config_from_saved(plugins, read_run_config(run / "stages" / "round_001"), []), plugins.registry)
     assert training.train.action_chunks is not None
+    # dagger.normalizer=keep (the default): the round trains with Phase I's normaliser, though its data would refit to other limits
+    kept = {k: v for k, v in torch.load(run / "stages" / "round_001" / "checkpoints" / "latest.ckpt", weights_only=True)["model"].items() if k.startswith("normalizer.")}
+    phase1 = torch.load(run / "stages" / "round_000" / "checkpoints" / "latest.ckpt", weights_only=True)["model"]
+    assert kept and all(torch.equal(value, phase1[key]) for key, value in kept.items())
+    assert any(not torch.equal(kept[f"normalizer.{k}"], v) for k, v in training.normalizer.state_dict().items())
 
 
 def test_chunk_labels_from_a_starting_dataset_give_its_steps_their_own_demonstrated_future(teacher, tmp_path) -> None:

@@ -304,7 +304,7 @@ def dagger(head, env, objective, dataset, rounds, episodes, teacher, loggers, ou
       2. writes all data so far as RUN/data/round_<r>.zarr (the teacher's action is the label;
          with a checkpoint teacher also RUN/data/rollouts_<r>.zarr with its observations);
       3. trains dagger.steps_per_round more steps from round r-1's checkpoint on it, with the
-         normaliser refitted (dagger.normalizer) and its own LR schedule (dagger.schedule);
+         Phase I's normaliser (or refitted: dagger.normalizer) and its own LR schedule (dagger.schedule);
       4. scores the policy on the eval.n_test test seeds.
     Examples (PushT):
       polx dagger --head imf_attnres --env pusht --rounds 5 --episodes 20 \\
@@ -314,7 +314,7 @@ def dagger(head, env, objective, dataset, rounds, episodes, teacher, loggers, ou
       polx dagger --resume runs/<date>/<time>_imf_attnres_pusht_dagger      # after a kill
     dagger.* keys: beta (0.5), beta_decay (0.5), steps_per_round (2000), start_seed (200000),
     disagreement (0.1), max_steps (eval.max_steps), phase1 (dataset), phase1_checkpoints,
-    phase1_unrolls (10), phase1_seed (300000), unroll_trim (none), label (step), normalizer (refit),
+    phase1_unrolls (10), phase1_seed (300000), unroll_trim (none), label (auto), normalizer (keep),
     schedule (restart), round_lr_scale (0.25), round_warmup_steps (100); each is documented in
     core/polx/dagger/config.py.
     Writes RUN/rounds.json, RUN/summary.json (the per-round table) and RUN/media/score_by_round.png.

@@ -60,8 +60,11 @@ class DaggerConfig:
     )  # fmt: skip
     # how each round trains
     normalizer: str = doc(
-        "refit: each round refits the normaliser on all data so far (its limits cover what the rounds add); keep: Phase I's",
-        default="refit", validator=one_of("refit", "keep"),
+        "keep: every round trains with Phase I's normaliser (a label beyond its limits is a target beyond +-1); refit: each "
+        "round refits it on all data so far, so its limits cover what the rounds add, but moving them rescales every input "
+        "and output the policy has learnt: on PushT keypoints the teacher's chunks widened the action range by a sixth and "
+        "the refitted rounds fell below the kept ones, on RoboIMI far more (benchmarks/README.md)",
+        default="keep", validator=one_of("keep", "refit"),
     )  # fmt: skip
     schedule: str = doc(
         "restart: each round's steps_per_round have their own warmup and cosine decay from round_lr_scale * train.lr to train.min_lr; "

@@ -18,7 +18,7 @@ and renamed, so never half there; rollouts are never collected twice), a stage's
 ``summary.json`` (the trainer writes it last), a row in ``rounds.json``. A killed stage is
 redone from its own last checkpoint. Each round's training is the trainer's ``--resume`` of a
 directory holding the previous round's checkpoint with ``data.path``, ``train.max_steps`` and the
-round's learning-rate schedule moved on, and its normaliser refitted or kept (``train_stage``);
+round's learning-rate schedule moved on, and its normaliser kept or refitted (``train_stage``);
 weights, EMA and optimizer carry over unchanged.
 """
 
@@ -500,8 +500,9 @@ def train_stage(plan: DaggerPlan, round_: int, data: Path) -> Path:
 
     Round r > 0 resumes round r-1's latest checkpoint (weights, EMA, optimizer) with ``data.path``
     moved to ``data`` and ``train.max_steps`` to Phase I's plus r rounds' budget. The normaliser
-    is refitted on ``data`` (``dagger.normalizer=refit``: its limits then cover what the rounds
-    added) or kept from Phase I (``keep``). The learning rate (``dagger.schedule``): ``restart``
+    is kept from Phase I (``dagger.normalizer=keep``, the default) or refitted on ``data``
+    (``refit``: its limits then cover what the rounds added, and the policy must relearn its
+    scales). The learning rate (``dagger.schedule``): ``restart``
     gives the round its own schedule, ``dagger.round_warmup_steps`` of warmup to ``dagger.round_lr_scale * train.lr``
     and a cosine to ``train.min_lr`` at the round's last step (``train.schedule_start``);
     ``stretch`` stretches Phase I's cosine over the new ``max_steps``, so each round starts a
