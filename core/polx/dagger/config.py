@@ -62,7 +62,7 @@ class DaggerConfig:
     normalizer: str = doc(
         "keep: every round trains with Phase I's normaliser (a label beyond its limits is a target beyond +-1); refit: each "
         "round refits it on all data so far, so its limits cover what the rounds add, but moving them rescales every input "
-        "and output the policy has learnt: on PushT keypoints the teacher's chunks widened the action range by a sixth and "
+        "and output the policy has learnt: on PushT keypoints the teacher's chunks widened the action range by 9-21% and "
         "the refitted rounds fell below the kept ones, on RoboIMI far more (benchmarks/README.md)",
         default="keep", validator=one_of("keep", "refit"),
     )  # fmt: skip
