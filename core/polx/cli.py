@@ -303,8 +303,8 @@ def dagger(head, env, objective, dataset, rounds, episodes, teacher, loggers, ou
          acting instead with probability dagger.beta * dagger.beta_decay^(r-1);
       2. writes all data so far as RUN/data/round_<r>.zarr (the teacher's action is the label;
          with a checkpoint teacher also RUN/data/rollouts_<r>.zarr with its observations);
-      3. trains dagger.steps_per_round more steps from round r-1's checkpoint on it, with the
-         Phase I's normaliser (or refitted: dagger.normalizer) and its own LR schedule (dagger.schedule);
+      3. trains dagger.steps_per_round more steps from round r-1's checkpoint on it, with
+         Phase I's normaliser (dagger.normalizer) and its own LR schedule (dagger.schedule);
       4. scores the policy on the eval.n_test test seeds.
     Examples (PushT):
       polx dagger --head imf_attnres --env pusht --rounds 5 --episodes 20 \\
