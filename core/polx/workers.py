@@ -42,6 +42,7 @@ def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
     """Stop ``pool``: queued episodes cancelled, running ones given ``grace_s`` to finish (a worker
     killed mid-task makes the executor's thread print a traceback), then terminated; all joined."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # before shutdown, which sets it to None
     pool.shutdown(wait=False, cancel_futures=True)
     deadline = time.monotonic() + grace_s
     for process in processes:
@@ -56,7 +57,6 @@ def stop_workers(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
     # let the executor's manager thread see its workers gone and close its wakeup pipe now: left
     # winding down, it can close that pipe while the interpreter's exit hook writes to it, which
     # prints an "OSError: Bad file descriptor" traceback on the way out (CPython 3.11)
-    manager = getattr(pool, "_executor_manager_thread", None)
     if manager is not None:
         from concurrent.futures import process as futures_process
 
