@@ -324,8 +324,10 @@ def test_chunk_labels_store_the_teachers_whole_chunk_and_the_student_imitates_it
     training = load_training_data(run / "data" / "round_001.zarr", adapter, config_from_saved(plugins, read_run_config(run / "stages" / "round_001"), []), plugins.registry)
     assert training.train.action_chunks is not None
     # dagger.normalizer=keep (the default): the round trains with Phase I's normaliser, though its data would refit to other limits
-    kept = {k: v for k, v in torch.load(run / "stages" / "round_001" / "checkpoints" / "latest.ckpt", weights_only=True)["model"].items() if k.startswith("normalizer.")}
-    phase1 = torch.load(run / "stages" / "round_000" / "checkpoints" / "latest.ckpt", weights_only=True)["model"]
+    from polx.base.checkpoint import LATEST, load_checkpoint
+
+    kept = {k: v for k, v in load_checkpoint(run / "stages" / "round_001" / "checkpoints" / LATEST)["model"].items() if k.startswith("normalizer.")}
+    phase1 = load_checkpoint(run / "stages" / "round_000" / "checkpoints" / LATEST)["model"]
     assert kept and all(torch.equal(value, phase1[key]) for key, value in kept.items())
     assert any(not torch.equal(kept[f"normalizer.{k}"], v) for k, v in training.normalizer.state_dict().items())
 
